@@ -1,0 +1,86 @@
+"""ThumbnailFunction: S3 ObjectCreated events, or direct reprocess requests, -> renditions.
+
+Direct request (Step Functions reprocess): {"bucket": ..., "key": ..., "sizes": [1024, 256]?}.
+It re-renders the object's current version even if it was processed before.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import S3Event
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from image_pipeline.clients import AwsClients
+from image_pipeline.config import ThumbnailSettings, parse_sizes
+from image_pipeline.events import EventPublisher
+from image_pipeline.keys import ObjectRef
+from image_pipeline.repository import ImagesRepository
+from image_pipeline.thumbnailer import Outcome, Result, Thumbnailer
+
+settings = ThumbnailSettings.from_env()
+clients = AwsClients()  # created on first use, reused by warm invocations; tests replace it
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+
+S3_REQUEST_ID = 'Records[0].responseElements."x-amz-request-id"'
+
+
+def build_thumbnailer(aws: AwsClients) -> Thumbnailer:
+    return Thumbnailer(
+        settings,
+        s3=aws.s3,
+        repository=ImagesRepository(aws.dynamodb, settings.images_table),
+        publisher=EventPublisher(aws.sns, settings.events_topic_arn),
+    )
+
+
+def refs_from_s3_event(event: S3Event) -> list[ObjectRef]:
+    return [
+        ObjectRef(
+            bucket=record.s3.bucket.name,
+            key=unquote_plus(record.s3.get_object.key),  # S3 URL-encodes keys, spaces as '+'
+            etag=record.s3.get_object.etag,
+            sequencer=record.s3.get_object.get("sequencer", ""),
+            version_id=record.s3.get_object.version_id,
+            size=record.s3.get_object.get("size"),
+        )
+        for record in event.records
+        if record.event_name.startswith("ObjectCreated")
+    ]
+
+
+def ref_for_current_version(aws: AwsClients, request: dict[str, Any]) -> ObjectRef:
+    bucket, key = str(request["bucket"]), str(request["key"])
+    head = aws.s3.head_object(Bucket=bucket, Key=key)
+    return ObjectRef(
+        bucket=bucket, key=key, etag=head["ETag"].strip('"'), sequencer="", version_id=head.get("VersionId")
+    )
+
+
+def _record(result: Result) -> None:
+    metrics.add_metric(name=f"Images{result.outcome.value.title()}", unit=MetricUnit.Count, value=1)
+    if result.outcome is Outcome.SUCCEEDED:
+        metrics.add_metric(name="ProcessingTime", unit=MetricUnit.Milliseconds, value=result.duration_ms)
+    log = logger.warning if result.outcome is Outcome.FAILED else logger.info
+    log(f"image {result.outcome.value.lower()}", extra=result.to_dict())
+
+
+@logger.inject_lambda_context(correlation_id_path=S3_REQUEST_ID)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    thumbnailer = build_thumbnailer(clients)
+    if "Records" in event:
+        results = [thumbnailer.process(ref) for ref in refs_from_s3_event(S3Event(event))]
+    else:
+        sizes = parse_sizes(",".join(map(str, event["sizes"]))) if event.get("sizes") else None
+        ref = ref_for_current_version(clients, event)
+        results = [thumbnailer.process(ref, force=True, sizes=sizes)]
+    for result in results:
+        _record(result)
+    return {"results": [result.to_dict() for result in results]}

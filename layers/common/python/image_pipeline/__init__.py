@@ -1,0 +1,6 @@
+"""Shared domain code of the image pipeline: importable and testable without AWS.
+
+Modules: config (validated settings), clients (boto3 clients, created once, injectable),
+errors, imaging (the thumbnailer core), keys (object keys and ids), repository (the
+ImagesTable), events (ImageProcessed/ImageFailed messages), thumbnailer (the use case).
+"""

@@ -1,0 +1,138 @@
+"""The one place configuration is read: environment variables set in template.yaml.
+
+Each function has a settings class; `from_env()` validates everything at cold start and
+raises ConfigError naming every bad variable at once, so a misconfigured deploy fails on its
+first invocation with a clear message instead of half-way through an image.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
+
+RENDITION_FORMATS = ("JPEG", "WEBP")
+
+
+class ConfigError(ValueError):
+    """One or more environment variables are missing or invalid."""
+
+
+class _EnvReader:
+    """Reads typed values from an environment mapping, collecting every problem."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        self.problems: list[str] = []
+
+    def _read(self, name: str, parse: Callable[[str], T], default: T | None) -> T:
+        raw = self._environ.get(name, "").strip()
+        if not raw:
+            if default is None:
+                self.problems.append(f"{name} is required")
+                return None  # type: ignore[return-value]  # never used: raise_if_invalid() raises
+            return default
+        try:
+            return parse(raw)
+        except ValueError as error:
+            self.problems.append(f"{name}={raw!r}: {error}")
+            return None  # type: ignore[return-value]
+
+    def text(self, name: str, default: str | None = None) -> str:
+        return self._read(name, str, default)
+
+    def optional_text(self, name: str) -> str:
+        return self._read(name, str, "")
+
+    def integer(self, name: str, default: int | None = None, *, minimum: int = 0, maximum: int | None = None) -> int:
+        def parse(raw: str) -> int:
+            value = int(raw)
+            if value < minimum or (maximum is not None and value > maximum):
+                raise ValueError(f"must be between {minimum} and {maximum if maximum is not None else 'inf'}")
+            return value
+
+        return self._read(name, parse, default)
+
+    def number(self, name: str, default: float | None = None, *, minimum: float = 0.0) -> float:
+        def parse(raw: str) -> float:
+            value = float(raw)
+            if value < minimum:
+                raise ValueError(f"must be >= {minimum}")
+            return value
+
+        return self._read(name, parse, default)
+
+    def flag(self, name: str, default: bool) -> bool:
+        def parse(raw: str) -> bool:
+            lowered = raw.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("must be true or false")
+
+        return self._read(name, parse, default)
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str | None = None) -> str:
+        def parse(raw: str) -> str:
+            value = raw.upper()
+            if value not in choices:
+                raise ValueError(f"must be one of {', '.join(choices)}")
+            return value
+
+        return self._read(name, parse, default)
+
+    def sizes(self, name: str, default: tuple[int, ...] | None = None) -> tuple[int, ...]:
+        return self._read(name, parse_sizes, default)
+
+    def raise_if_invalid(self, settings_name: str) -> None:
+        if self.problems:
+            raise ConfigError(f"invalid {settings_name}: " + "; ".join(self.problems))
+
+
+def parse_sizes(raw: str) -> tuple[int, ...]:
+    """'1024,512,128' -> (1024, 512, 128): unique, descending, each 16..4096 px."""
+    try:
+        sizes = {int(part) for part in raw.replace(" ", "").split(",") if part}
+    except ValueError:
+        raise ValueError("must be comma-separated integers, e.g. 1024,512,128") from None
+    if not sizes:
+        raise ValueError("must name at least one size")
+    if any(size < 16 or size > 4096 for size in sizes):
+        raise ValueError("each size must be between 16 and 4096 pixels")
+    return tuple(sorted(sizes, reverse=True))
+
+
+@dataclass(frozen=True)
+class ThumbnailSettings:
+    renditions_bucket: str
+    images_table: str
+    events_topic_arn: str
+    upload_prefix: str
+    rendition_sizes: tuple[int, ...]
+    rendition_format: str
+    rendition_quality: int
+    max_pixels: int
+    max_source_bytes: int
+    upload_concurrency: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ThumbnailSettings:
+        env = _EnvReader(os.environ if environ is None else environ)
+        settings = cls(
+            renditions_bucket=env.text("RENDITIONS_BUCKET"),
+            images_table=env.text("IMAGES_TABLE"),
+            events_topic_arn=env.text("EVENTS_TOPIC_ARN"),
+            upload_prefix=env.text("UPLOAD_PREFIX", "uploads/"),
+            rendition_sizes=env.sizes("RENDITION_SIZES", (1024, 512, 128)),
+            rendition_format=env.choice("RENDITION_FORMAT", RENDITION_FORMATS, "JPEG"),
+            rendition_quality=env.integer("RENDITION_QUALITY", 82, minimum=1, maximum=100),
+            max_pixels=env.integer("MAX_PIXELS", 50_000_000, minimum=1),
+            max_source_bytes=env.integer("MAX_SOURCE_BYTES", 100_000_000, minimum=1),
+            upload_concurrency=env.integer("UPLOAD_CONCURRENCY", 4, minimum=1, maximum=32),
+        )
+        env.raise_if_invalid(cls.__name__)
+        return settings

@@ -1,0 +1,234 @@
+"""The thumbnailing use case: one object version in, renditions + item + event out.
+
+Order matters for the promises in README (Reliability): claim the version (conditional), read
+it, render, upload every rendition, only then mark SUCCEEDED (conditional), then publish. A
+crash anywhere leaves PROCESSING (retried by Lambda, or timed out by the cleanup job), never a
+SUCCEEDED item without its renditions. Bad images end FAILED with a reason and are not retried;
+AWS failures surface as TransientError so Lambda / Step Functions retry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+
+from image_pipeline import imaging
+from image_pipeline.errors import ImageRejected, RejectReason, TransientError
+from image_pipeline.events import EventPublisher, event_for_item
+from image_pipeline.keys import ObjectRef, rendition_key
+from image_pipeline.repository import ClaimOutcome, ImagesRepository
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    from image_pipeline.config import ThumbnailSettings
+
+logger = Logger(child=True)
+
+_MISSING_SOURCE_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
+# Renditions live under a per-version path, so they never change: let caches keep them.
+_RENDITION_CACHE_CONTROL = "public, max-age=31536000, immutable"
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    DUPLICATE = "DUPLICATE"  # this version was already done; its event was re-published
+    STALE = "STALE"  # a newer version of the key is (being) processed
+    IGNORED = "IGNORED"  # outside the upload prefix
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    image_id: str
+    key: str
+    reason: str | None = None
+    detail: str | None = None
+    renditions: int = 0
+    duration_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome.value,
+            "image_id": self.image_id,
+            "key": self.key,
+            "reason": self.reason,
+            "detail": self.detail,
+            "renditions": self.renditions,
+            "duration_ms": round(self.duration_ms, 1),
+        }
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@contextmanager
+def _aws_errors_are_transient(action: str) -> Iterator[None]:
+    """botocore has already retried with backoff; what still fails is for Lambda to retry."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as error:
+        raise TransientError(f"{action} failed: {error}") from error
+
+
+class Thumbnailer:
+    def __init__(
+        self,
+        settings: ThumbnailSettings,
+        s3: S3Client,
+        repository: ImagesRepository,
+        publisher: EventPublisher,
+        clock: Callable[[], str] = utc_now,
+    ) -> None:
+        self.settings = settings
+        self._s3 = s3
+        self._repository = repository
+        self._publisher = publisher
+        self._clock = clock
+
+    def spec(self, sizes: tuple[int, ...] | None = None) -> imaging.RenditionSpec:
+        return imaging.RenditionSpec(
+            sizes=sizes or self.settings.rendition_sizes,
+            format=self.settings.rendition_format,
+            quality=self.settings.rendition_quality,
+            max_pixels=self.settings.max_pixels,
+        )
+
+    def process(self, ref: ObjectRef, *, force: bool = False, sizes: tuple[int, ...] | None = None) -> Result:
+        started = time.perf_counter()
+        if not ref.key.startswith(self.settings.upload_prefix):
+            return Result(Outcome.IGNORED, ref.image_id, ref.key, detail=f"not under {self.settings.upload_prefix}")
+        with _aws_errors_are_transient("claiming the image item"):
+            claim = self._repository.claim(ref, self._clock(), force=force)
+        if claim.outcome is ClaimOutcome.STALE:
+            return Result(Outcome.STALE, ref.image_id, ref.key, detail="a newer version is recorded")
+        if claim.outcome is ClaimOutcome.DUPLICATE:
+            # Re-publish the recorded outcome: heals a crash between the item write and publish;
+            # the event id is the same, so idempotent consumers deliver it once.
+            if claim.previous is not None:
+                with _aws_errors_are_transient("re-publishing the image event"):
+                    self._publisher.publish(event_for_item(claim.previous))
+            return Result(Outcome.DUPLICATE, ref.image_id, ref.key, detail="this version was already processed")
+
+        previous_renditions = {r["key"] for r in (claim.previous or {}).get("renditions", [])}
+        try:
+            data, ref = self._read_source(ref)
+            rendered = imaging.make_renditions(data, self.spec(sizes))
+        except ImageRejected as rejection:
+            return self._fail(ref, rejection, started)
+
+        uploaded = self._upload(ref, rendered.renditions)
+        details = {
+            "width": rendered.source.width,
+            "height": rendered.source.height,
+            "format": rendered.source.format,
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+        with _aws_errors_are_transient("recording the image item"):
+            item = self._repository.mark_succeeded(ref, self._clock(), details, uploaded)
+        if item is None:
+            # A newer version claimed the item while we rendered; our files are under our own
+            # etag path and the cleanup job removes them as orphans.
+            return Result(Outcome.STALE, ref.image_id, ref.key, detail="superseded while processing")
+        with _aws_errors_are_transient("publishing the image event"):
+            self._publisher.publish(event_for_item(item))
+        self._delete_renditions(previous_renditions - {r["key"] for r in uploaded})
+        return Result(
+            Outcome.SUCCEEDED,
+            ref.image_id,
+            ref.key,
+            renditions=len(uploaded),
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    def _read_source(self, ref: ObjectRef) -> tuple[bytes, ObjectRef]:
+        """The exact version the event names (when versioned), refusing what cannot fit in memory."""
+        request: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
+        if ref.version_id:
+            request["VersionId"] = ref.version_id
+        try:
+            response = self._s3.get_object(**request)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code in _MISSING_SOURCE_CODES:
+                raise ImageRejected(RejectReason.SOURCE_MISSING, f"the object is gone ({code})") from error
+            raise TransientError(f"reading s3://{ref.bucket}/{ref.key} failed: {error}") from error
+        length = response["ContentLength"]
+        if length > self.settings.max_source_bytes:
+            response["Body"].close()
+            raise ImageRejected(
+                RejectReason.TOO_LARGE, f"{length} bytes exceeds the {self.settings.max_source_bytes} byte limit"
+            )
+        with _aws_errors_are_transient("reading the object body"):
+            data = response["Body"].read()
+        # The etag of what we actually read names the rendition path (the event's may be absent).
+        return data, replace(ref, etag=ref.etag or response["ETag"].strip('"'))
+
+    def _upload(self, ref: ObjectRef, renditions: tuple[imaging.Rendition, ...]) -> list[dict[str, Any]]:
+        def put(rendition: imaging.Rendition) -> dict[str, Any]:
+            key = rendition_key(ref.image_id, ref.etag, rendition.size, imaging.EXTENSIONS[rendition.format])
+            self._s3.put_object(
+                Bucket=self.settings.renditions_bucket,
+                Key=key,
+                Body=rendition.body,
+                ContentType=rendition.content_type,
+                CacheControl=_RENDITION_CACHE_CONTROL,
+                Metadata={"image-id": ref.image_id, "source-etag": ref.etag},
+            )
+            return {
+                "size": rendition.size,
+                "width": rendition.width,
+                "height": rendition.height,
+                "key": key,
+                "bytes": len(rendition.body),
+                "content_type": rendition.content_type,
+            }
+
+        # Uploads are I/O bound: overlap them (the CPU work is already done).
+        workers = min(self.settings.upload_concurrency, len(renditions)) or 1
+        with _aws_errors_are_transient("uploading renditions"), ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(put, renditions))
+
+    def _fail(self, ref: ObjectRef, rejection: ImageRejected, started: float) -> Result:
+        with _aws_errors_are_transient("recording the failure"):
+            item = self._repository.mark_failed(ref, self._clock(), rejection.reason.value, rejection.detail)
+        if item is None:
+            return Result(Outcome.STALE, ref.image_id, ref.key, detail="superseded while processing")
+        with _aws_errors_are_transient("publishing the failure event"):
+            self._publisher.publish(event_for_item(item))
+        return Result(
+            Outcome.FAILED,
+            ref.image_id,
+            ref.key,
+            reason=rejection.reason.value,
+            detail=rejection.detail,
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    def _delete_renditions(self, keys: set[str]) -> None:
+        """Best effort, after success: what is left behind is an orphan the cleanup job removes."""
+        if not keys:
+            return
+        try:
+            response = self._s3.delete_objects(
+                Bucket=self.settings.renditions_bucket,
+                Delete={"Objects": [{"Key": key} for key in sorted(keys)], "Quiet": True},
+            )
+        except (ClientError, BotoCoreError) as error:
+            logger.warning("superseded renditions not deleted; cleanup will", extra={"keys": sorted(keys), "error": str(error)})
+            return
+        if response.get("Errors"):
+            logger.warning("some superseded renditions not deleted; cleanup will", extra={"errors": response["Errors"]})

@@ -1,0 +1,1 @@
+"""Developer-side CLI: local runner, docker-free invoke, redrive, benchmarks and tuning."""

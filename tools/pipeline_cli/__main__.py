@@ -1,0 +1,39 @@
+"""`pipeline COMMAND ...`: each command lives in its own module with a `main(argv) -> int`."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "demo": ("demo", "run the whole pipeline locally on sample images (embedded moto server)"),
+    "invoke": ("invoke", "docker-free twin of `sam local invoke`, resolved from template.yaml"),
+    "redrive": ("redrive", "move messages from a DLQ back to its source queue"),
+    "bench": ("bench", "thumbnailer vs naive Pillow vs decode floor, side by side"),
+    "tune": ("tune", "memory/cost tuning report for ThumbnailFunction"),
+    "rehearse": ("rehearse", "sam build + package, then deploy to a local moto server and check"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: pipeline COMMAND [options]   (pipeline COMMAND --help for each)", "", "commands:"]
+    lines += [f"  {name:<10} {summary}" for name, (_, summary) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if args else 2
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"pipeline: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"pipeline_cli.{COMMANDS[name][0]}")
+    code: int = module.main(rest)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
