@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -54,8 +55,6 @@ def lambda_context(function_name: str = "ThumbnailFunction") -> LambdaContext:
 @pytest.fixture
 def thumbnail_app(stack: TestStack) -> ModuleType:
     """functions/thumbnail/app.py, imported with the stack's environment and its clients."""
-    import sys
-
     handler = load_handler("functions/thumbnail", "app.lambda_handler", stack.thumbnail_env())
     module = sys.modules[handler.__module__]
     module.clients = stack.clients  # type: ignore[attr-defined]

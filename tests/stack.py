@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from image_pipeline.clients import AwsClients
+from image_pipeline.repository import ImagesRepository
 from pipeline_cli.template import resource
 
 REGION = "us-east-1"
@@ -36,6 +37,8 @@ def create_table_from_template(clients: AwsClients, logical_id: str, table_name:
 
 @dataclass
 class TestStack:
+    __test__ = False  # a fixture's value, not a test class
+
     clients: AwsClients
     ingest_bucket: str
     renditions_bucket: str
@@ -65,8 +68,6 @@ class TestStack:
         return {"etag": response["ETag"].strip('"'), "version_id": response.get("VersionId"), "size": len(body)}
 
     def item(self, image_id: str) -> dict[str, Any] | None:
-        from image_pipeline.repository import ImagesRepository
-
         return ImagesRepository(self.clients.dynamodb, self.images_table).get(image_id)
 
     def published_events(self) -> list[dict[str, Any]]:

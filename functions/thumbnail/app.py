@@ -45,7 +45,7 @@ def refs_from_s3_event(event: S3Event) -> list[ObjectRef]:
             bucket=record.s3.bucket.name,
             key=unquote_plus(record.s3.get_object.key),  # S3 URL-encodes keys, spaces as '+'
             etag=record.s3.get_object.etag,
-            sequencer=record.s3.get_object.get("sequencer", ""),
+            sequencer=str(record.s3.get_object.get("sequencer") or ""),
             version_id=record.s3.get_object.version_id,
             size=record.s3.get_object.get("size"),
         )

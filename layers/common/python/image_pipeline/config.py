@@ -98,7 +98,7 @@ def parse_sizes(raw: str) -> tuple[int, ...]:
     try:
         sizes = {int(part) for part in raw.replace(" ", "").split(",") if part}
     except ValueError:
-        raise ValueError("must be comma-separated integers, e.g. 1024,512,128") from None
+        raise ValueError("sizes must be comma-separated integers, e.g. 1024,512,128") from None
     if not sizes:
         raise ValueError("must name at least one size")
     if any(size < 16 or size > 4096 for size in sizes):

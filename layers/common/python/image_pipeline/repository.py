@@ -138,7 +138,7 @@ class ImagesRepository:
         except ClientError as error:
             if not _is_condition_failure(error):
                 raise
-            found_raw = error.response.get("Item")  # type: ignore[typeddict-item]
+            found_raw: Mapping[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
             found = from_item(found_raw) if found_raw else self.get(ref.image_id)
             same_version = found is not None and found.get("source_sequencer") == sequencer
             if force or not same_version:

@@ -228,7 +228,9 @@ class Thumbnailer:
                 Delete={"Objects": [{"Key": key} for key in sorted(keys)], "Quiet": True},
             )
         except (ClientError, BotoCoreError) as error:
-            logger.warning("superseded renditions not deleted; cleanup will", extra={"keys": sorted(keys), "error": str(error)})
+            logger.warning(
+                "superseded renditions not deleted; cleanup will", extra={"keys": sorted(keys), "error": str(error)}
+            )
             return
         if response.get("Errors"):
             logger.warning("some superseded renditions not deleted; cleanup will", extra={"errors": response["Errors"]})

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from image_pipeline.config import ConfigError, ThumbnailSettings, parse_sizes
+
+REQUIRED = {"RENDITIONS_BUCKET": "r", "IMAGES_TABLE": "t", "EVENTS_TOPIC_ARN": "arn:aws:sns:us-east-1:1:t"}
+
+
+def test_defaults_fill_everything_but_the_resources() -> None:
+    settings = ThumbnailSettings.from_env(REQUIRED)
+    assert settings.rendition_sizes == (1024, 512, 128)
+    assert settings.rendition_format == "JPEG"
+    assert settings.rendition_quality == 82
+    assert settings.upload_prefix == "uploads/"
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as raised:
+        ThumbnailSettings.from_env({"RENDITION_FORMAT": "gif", "RENDITION_QUALITY": "0", "RENDITION_SIZES": "big"})
+    message = str(raised.value)
+    for expected in ("RENDITIONS_BUCKET is required", "IMAGES_TABLE is required", "EVENTS_TOPIC_ARN is required"):
+        assert expected in message
+    assert "RENDITION_FORMAT='gif'" in message
+    assert "RENDITION_QUALITY='0'" in message
+    assert "RENDITION_SIZES='big'" in message
+
+
+def test_format_is_case_insensitive() -> None:
+    assert ThumbnailSettings.from_env({**REQUIRED, "RENDITION_FORMAT": "webp"}).rendition_format == "WEBP"
+
+
+@given(st.lists(st.integers(min_value=16, max_value=4096), min_size=1, max_size=6))
+def test_sizes_parse_unique_and_descending(sizes: list[int]) -> None:
+    parsed = parse_sizes(", ".join(map(str, sizes)))
+    assert parsed == tuple(sorted(set(sizes), reverse=True))
+
+
+@pytest.mark.parametrize("raw", ["", ",", "8", "5000", "12,abc", "-128"])
+def test_bad_sizes_are_rejected(raw: str) -> None:
+    with pytest.raises(ValueError, match="size"):
+        parse_sizes(raw)
