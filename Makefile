@@ -22,7 +22,8 @@ $(STAMP): requirements/dev.txt pyproject.toml
 
 venv: $(STAMP)  ## create the development venv from pinned requirements
 
-test: lint typecheck template-lint unit integration  ## everything CI runs
+test: lint typecheck template-lint $(STAMP)  ## everything CI runs: checks, then unit + integration tests in one pytest run
+	$(BIN)/python -m pytest tests
 
 lint: $(STAMP)  ## ruff lint + format check
 	$(BIN)/ruff check .
