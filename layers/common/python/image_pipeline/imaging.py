@@ -164,7 +164,9 @@ def _recognised_format(data: bytes) -> str | None:
 
 def _orientation(image: Image.Image) -> int:
     try:
-        value = image.getexif().get(_EXIF_ORIENTATION, 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns about corrupt EXIF; we fall back to upright
+            value = image.getexif().get(_EXIF_ORIENTATION, 1)
     except Exception:  # malformed EXIF must not fail the image: treat as upright
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
