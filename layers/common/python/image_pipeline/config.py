@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 T = TypeVar("T")
 
@@ -134,5 +135,71 @@ class ThumbnailSettings:
             max_source_bytes=env.integer("MAX_SOURCE_BYTES", 100_000_000, minimum=1),
             upload_concurrency=env.integer("UPLOAD_CONCURRENCY", 4, minimum=1, maximum=32),
         )
+        env.raise_if_invalid(cls.__name__)
+        return settings
+
+
+# Idempotency records outlive every copy of an event that can still arrive: the source queues
+# keep messages 4 days and their DLQs 14, and a redriven duplicate must still be recognised.
+DEFAULT_IDEMPOTENCY_TTL_SECONDS = 15 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class IdempotencySettings:
+    table: str
+    ttl_seconds: int
+
+    @classmethod
+    def read(cls, env: _EnvReader) -> IdempotencySettings:
+        return cls(
+            table=env.text("IDEMPOTENCY_TABLE"),
+            ttl_seconds=env.integer("IDEMPOTENCY_TTL_SECONDS", DEFAULT_IDEMPOTENCY_TTL_SECONDS, minimum=60),
+        )
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    url: str
+    secret_id: str
+    timeout_seconds: float
+    secret_max_age_seconds: int
+    idempotency: IdempotencySettings
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WebhookSettings:
+        env = _EnvReader(os.environ if environ is None else environ)
+        settings = cls(
+            url=env.text("WEBHOOK_URL"),
+            secret_id=env.text("WEBHOOK_SECRET_ARN"),
+            timeout_seconds=env.number("WEBHOOK_TIMEOUT_SECONDS", 5.0, minimum=0.1),
+            # Read once per container, re-read after this age so a rotated secret is picked up.
+            secret_max_age_seconds=env.integer("WEBHOOK_SECRET_MAX_AGE_SECONDS", 300, minimum=0),
+            idempotency=IdempotencySettings.read(env),
+        )
+        if settings.url:
+            parsed = urlsplit(settings.url)
+            # http is accepted for local runs; the template only accepts https:// URLs.
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                env.problems.append(f"WEBHOOK_URL={settings.url!r}: must be an http(s) URL with a host")
+        env.raise_if_invalid(cls.__name__)
+        return settings
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    archive_bucket: str
+    archive_prefix: str
+    idempotency: IdempotencySettings
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> AuditSettings:
+        env = _EnvReader(os.environ if environ is None else environ)
+        settings = cls(
+            archive_bucket=env.text("ARCHIVE_BUCKET"),
+            archive_prefix=env.text("ARCHIVE_PREFIX", "archive/"),
+            idempotency=IdempotencySettings.read(env),
+        )
+        if settings.archive_prefix and not settings.archive_prefix.endswith("/"):
+            env.problems.append(f"ARCHIVE_PREFIX={settings.archive_prefix!r}: must end with '/'")
         env.raise_if_invalid(cls.__name__)
         return settings

@@ -1,0 +1,281 @@
+"""The fan-out half of the stack in moto, built FROM template.yaml, and Lambda's SQS poller for tests.
+
+`create_fanout_stack` makes ImageEventsTopic's two consumer queues with their DLQs, queue
+attributes, subscriptions (raw delivery, filter policy) and IdempotencyTable exactly as the
+template declares them, resolving the few intrinsics those properties use. `EventSourceMapping`
+does what Lambda's SQS event source does with ReportBatchItemFailures (which moto cannot run):
+receive a batch, invoke the handler with the real event shape, delete what succeeded.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from image_pipeline.clients import AwsClients
+from image_pipeline.events import ImageEvent
+from pipeline_cli.lambda_runtime import LambdaContext
+from pipeline_cli.template import load_template, resource
+from tests.stack import REGION, create_table_from_template
+
+EVENTS_DIR = Path(__file__).resolve().parents[1] / "events"
+SQS_SAMPLE = EVENTS_DIR / "sqs-image-event.json"
+WEBHOOK_SECRET = "test-signing-secret-0123456789abcdefghijklmnop"
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+def resolve(value: Any, values: Mapping[str, Any]) -> Any:
+    """Resolve Ref and Fn::GetAtt ("Logical.Attribute"): all the consumer resources use."""
+    if isinstance(value, list):
+        return [resolve(item, values) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if "Ref" in value:
+        return values[value["Ref"]]
+    if "Fn::GetAtt" in value:
+        return values[".".join(value["Fn::GetAtt"])]
+    return {key: resolve(item, values) for key, item in value.items()}
+
+
+@dataclass
+class ConsumerQueues:
+    url: str
+    arn: str
+    name: str
+    dlq_url: str
+    dlq_arn: str
+    dlq_name: str
+
+
+@dataclass
+class FanoutStack:
+    clients: AwsClients
+    topic_arn: str
+    webhook: ConsumerQueues
+    audit: ConsumerQueues
+    archive_bucket: str
+    idempotency_table: str
+    secret_arn: str
+    parameters: dict[str, str] = field(default_factory=dict)
+
+    def webhook_env(self, url: str, **overrides: str) -> dict[str, str]:
+        return {
+            "WEBHOOK_URL": url,
+            "WEBHOOK_SECRET_ARN": self.secret_arn,
+            "WEBHOOK_TIMEOUT_SECONDS": "2",
+            "IDEMPOTENCY_TABLE": self.idempotency_table,
+            **overrides,
+        }
+
+    def audit_env(self, **overrides: str) -> dict[str, str]:
+        return {"ARCHIVE_BUCKET": self.archive_bucket, "IDEMPOTENCY_TABLE": self.idempotency_table, **overrides}
+
+    def publish(self, event: ImageEvent) -> str:
+        from image_pipeline.events import EventPublisher
+
+        return EventPublisher(self.clients.sns, self.topic_arn).publish(event)
+
+    def archive_objects(self) -> dict[str, bytes]:
+        listing = self.clients.s3.list_objects_v2(Bucket=self.archive_bucket)
+        return {
+            obj["Key"]: self.clients.s3.get_object(Bucket=self.archive_bucket, Key=obj["Key"])["Body"].read()
+            for obj in listing.get("Contents", [])
+        }
+
+    def queue_depth(self, url: str) -> int:
+        attributes = self.clients.sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+def _queue_attributes(properties: Mapping[str, Any]) -> dict[str, str]:
+    attributes = {}
+    for name in ("VisibilityTimeout", "MessageRetentionPeriod", "SqsManagedSseEnabled"):
+        if name in properties:
+            attributes[name] = (
+                str(properties[name]).lower() if isinstance(properties[name], bool) else str(properties[name])
+            )
+    return attributes
+
+
+def _create_queue(clients: AwsClients, logical_id: str, known: dict[str, Any]) -> None:
+    properties = resolve(resource(logical_id)["Properties"], known)
+    attributes = _queue_attributes(properties)
+    if "RedrivePolicy" in properties:
+        attributes["RedrivePolicy"] = json.dumps(properties["RedrivePolicy"])
+    url = clients.sqs.create_queue(QueueName=f"test-{logical_id}", Attributes=attributes)["QueueUrl"]
+    arn = clients.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    known[logical_id] = url
+    known[f"{logical_id}.Arn"] = arn
+    known[f"{logical_id}.QueueName"] = f"test-{logical_id}"
+
+
+def _subscribe(clients: AwsClients, logical_id: str, known: dict[str, Any]) -> None:
+    properties = resolve(resource(logical_id)["Properties"], known)
+    attributes = {"RawMessageDelivery": str(properties.get("RawMessageDelivery", False)).lower()}
+    if "FilterPolicy" in properties:
+        attributes["FilterPolicy"] = json.dumps(properties["FilterPolicy"])
+        attributes["FilterPolicyScope"] = properties.get("FilterPolicyScope", "MessageAttributes")
+    clients.sns.subscribe(
+        TopicArn=properties["TopicArn"],
+        Protocol=properties["Protocol"],
+        Endpoint=properties["Endpoint"],
+        Attributes=attributes,
+    )
+
+
+def create_fanout_stack(clients: AwsClients, **parameter_overrides: str) -> FanoutStack:
+    specs = load_template()["Parameters"]
+    parameters = {name: str(spec.get("Default", "")) for name, spec in specs.items()} | parameter_overrides
+    known: dict[str, Any] = {
+        name: value.split(",") if specs[name]["Type"] == "CommaDelimitedList" else value
+        for name, value in parameters.items()
+    }
+    known["ImageEventsTopic"] = clients.sns.create_topic(Name="test-image-events")["TopicArn"]
+    for logical_id in ("WebhookDeadLetterQueue", "WebhookQueue", "AuditDeadLetterQueue", "AuditQueue"):
+        _create_queue(clients, logical_id, known)
+    _subscribe(clients, "WebhookSubscription", known)
+    _subscribe(clients, "AuditSubscription", known)
+    table = create_table_from_template(clients, "IdempotencyTable", "test-idempotency")
+    clients.s3.create_bucket(Bucket="test-archive")
+    secret_arn = clients.secretsmanager.create_secret(Name="test-webhook-secret", SecretString=WEBHOOK_SECRET)["ARN"]
+
+    def queues(prefix: str) -> ConsumerQueues:
+        return ConsumerQueues(
+            url=known[f"{prefix}Queue"],
+            arn=known[f"{prefix}Queue.Arn"],
+            name=known[f"{prefix}Queue.QueueName"],
+            dlq_url=known[f"{prefix}DeadLetterQueue"],
+            dlq_arn=known[f"{prefix}DeadLetterQueue.Arn"],
+            dlq_name=known[f"{prefix}DeadLetterQueue.QueueName"],
+        )
+
+    return FanoutStack(
+        clients=clients,
+        topic_arn=known["ImageEventsTopic"],
+        webhook=queues("Webhook"),
+        audit=queues("Audit"),
+        archive_bucket="test-archive",
+        idempotency_table=table,
+        secret_arn=secret_arn,
+        parameters=parameters,
+    )
+
+
+def lambda_sqs_record(
+    body: str,
+    *,
+    message_id: str,
+    receipt_handle: str = "",
+    queue_arn: str = "arn:aws:sqs:us-east-1:123456789012:test-AuditQueue",
+    attributes: Mapping[str, str] | None = None,
+    receive_count: int = 1,
+    md5_of_body: str = "",
+) -> dict[str, Any]:
+    """One record in the shape Lambda's SQS event source delivers (from events/sqs-image-event.json)."""
+    record: dict[str, Any] = copy.deepcopy(json.loads(SQS_SAMPLE.read_text(encoding="utf-8"))["Records"][0])
+    record.update(
+        messageId=message_id,
+        receiptHandle=receipt_handle or f"receipt-{message_id}",
+        body=body,
+        eventSourceARN=queue_arn,
+        awsRegion=REGION,
+        md5OfBody=md5_of_body or record["md5OfBody"],
+    )
+    record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+    if attributes is not None:
+        record["messageAttributes"] = {
+            name: {"stringValue": value, "stringListValues": [], "binaryListValues": [], "dataType": "String"}
+            for name, value in attributes.items()
+        }
+    return record
+
+
+def lambda_sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """The Lambda event for messages received from SQS (receive_message's shape -> the event's)."""
+    return {
+        "Records": [
+            lambda_sqs_record(
+                message["Body"],
+                message_id=message["MessageId"],
+                receipt_handle=message["ReceiptHandle"],
+                queue_arn=queue_arn,
+                attributes={name: value["StringValue"] for name, value in message.get("MessageAttributes", {}).items()},
+                receive_count=int(message["Attributes"]["ApproximateReceiveCount"]),
+                md5_of_body=message["MD5OfBody"],
+            )
+            for message in messages
+        ]
+    }
+
+
+def events_from_sample(name: str) -> list[str]:
+    """The message bodies in an events/ sample."""
+    return [record["body"] for record in json.loads((EVENTS_DIR / name).read_text(encoding="utf-8"))["Records"]]
+
+
+@dataclass
+class Poll:
+    received: list[str]  # message ids in the batch
+    failed: list[str]  # message ids reported in batchItemFailures (or all, if the handler raised)
+    error: Exception | None = None
+
+
+class EventSourceMapping:
+    """Lambda's SQS poller with ReportBatchItemFailures, one batch per poll().
+
+    Receives with VisibilityTimeout=0 so a failed message is visible again at once; SQS
+    (moto) counts the receives and moves a message to the DLQ past maxReceiveCount.
+    """
+
+    def __init__(
+        self, clients: AwsClients, queue: ConsumerQueues, handler: Handler, context: LambdaContext, batch_size: int = 10
+    ) -> None:
+        self._sqs = clients.sqs
+        self._queue = queue
+        self._handler = handler
+        self._context = context
+        self._batch_size = batch_size
+
+    def poll(self) -> Poll:
+        messages = self._sqs.receive_message(
+            QueueUrl=self._queue.url,
+            MaxNumberOfMessages=self._batch_size,
+            VisibilityTimeout=0,
+            MessageAttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
+        ).get("Messages", [])
+        received = [message["MessageId"] for message in messages]
+        if not messages:
+            return Poll(received=[], failed=[])
+        try:
+            response = self._handler(lambda_sqs_event(messages, self._queue.arn), self._context)  # type: ignore[arg-type]
+        except Exception as error:  # the whole batch failed: nothing is deleted
+            return Poll(received=received, failed=received, error=error)
+        failed = [item["itemIdentifier"] for item in response.get("batchItemFailures", [])]
+        done = [message for message in messages if message["MessageId"] not in failed]
+        for message in done:
+            self._sqs.delete_message(QueueUrl=self._queue.url, ReceiptHandle=message["ReceiptHandle"])
+        return Poll(received=received, failed=failed)
+
+    def drain(self, max_polls: int = 50) -> list[Poll]:
+        """Poll until a receive comes back empty."""
+        polls = []
+        for _ in range(max_polls):
+            poll = self.poll()
+            if not poll.received:
+                return polls
+            polls.append(poll)
+        raise AssertionError(f"queue {self._queue.name} still not empty after {max_polls} polls")
+
+
+def handler_module(handler: Handler) -> ModuleType:
+    return sys.modules[handler.__module__]

@@ -1,0 +1,223 @@
+"""ImageEventsTopic -> SQS -> consumers, wired from template.yaml in moto, driven like Lambda's SQS poller."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from image_pipeline.events import event_for_item
+from pipeline_cli.__main__ import main as pipeline
+from pipeline_cli.lambda_runtime import load_handler
+from pipeline_cli.template import load_template, resource
+from tests.conftest import lambda_context
+from tests.consumers import WEBHOOK_SECRET, EventSourceMapping, FanoutStack, create_fanout_stack, handler_module
+from tests.webhook_server import WebhookServer
+
+CONSUMERS = ("Webhook", "Audit")
+FOURTEEN_DAYS = 14 * 24 * 3600
+
+
+def item(name: str, status: str = "SUCCEEDED") -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "image_id": f"id-{name}",
+        "bucket": "ingest",
+        "key": f"uploads/{name}.jpg",
+        "status": status,
+        "source_etag": f"etag-{name}",
+        "source_sequencer": "0055AED6DCD90281E5",
+        "updated_at": "2026-11-25T09:30:02.481Z",
+    }
+    if status == "SUCCEEDED":
+        base |= {"width": 640, "height": 480, "format": "JPEG", "bytes": 1234, "renditions": []}
+    else:
+        base["error"] = {"reason": "not_an_image", "detail": "cannot identify image file"}
+    return base
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookServer]:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    with WebhookServer(WEBHOOK_SECRET) as running:
+        yield running
+
+
+def webhook_mapping(fanout: FanoutStack, server: WebhookServer) -> EventSourceMapping:
+    handler = load_handler("functions/webhook", "app.lambda_handler", fanout.webhook_env(server.url))
+    handler_module(handler).clients = fanout.clients
+    return EventSourceMapping(fanout.clients, fanout.webhook, handler, lambda_context("WebhookFunction"))
+
+
+# ---------------------------------------------------------------- the template's promises
+
+
+def _parameter_max(value: Any) -> int:
+    return int(load_template()["Parameters"][value["Ref"]]["MaxValue"]) if isinstance(value, dict) else int(value)
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS)
+def test_each_consumer_queue_is_encrypted_dead_lettered_and_outlives_its_function(consumer: str) -> None:
+    queue = resource(f"{consumer}Queue")["Properties"]
+    dead_letter = resource(f"{consumer}DeadLetterQueue")["Properties"]
+    function = resource(f"{consumer}Function")["Properties"]
+    [source] = function["Events"].values()
+
+    assert queue["SqsManagedSseEnabled"] is True
+    assert dead_letter["SqsManagedSseEnabled"] is True
+    assert dead_letter["MessageRetentionPeriod"] == FOURTEEN_DAYS
+    assert queue["MessageRetentionPeriod"] < dead_letter["MessageRetentionPeriod"]
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [f"{consumer}DeadLetterQueue", "Arn"]},
+        "maxReceiveCount": {"Ref": "MaxReceiveCount"},
+    }
+    window = _parameter_max(source["Properties"]["MaximumBatchingWindowInSeconds"])
+    assert queue["VisibilityTimeout"] >= 6 * function["Timeout"] + window
+    assert source["Type"] == "SQS"
+    assert source["Properties"]["Queue"] == {"Fn::GetAtt": [f"{consumer}Queue", "Arn"]}
+    assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS)
+def test_only_the_image_events_topic_may_send_to_a_consumer_queue(consumer: str) -> None:
+    policy = resource(f"{consumer}QueuePolicy")["Properties"]
+    [allow] = [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    subscription = resource(f"{consumer}Subscription")["Properties"]
+
+    assert policy["Queues"] == [{"Ref": f"{consumer}Queue"}]
+    assert allow["Principal"] == {"Service": "sns.amazonaws.com"}
+    assert allow["Action"] == "sqs:SendMessage"
+    assert allow["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Ref": "ImageEventsTopic"}}}
+    assert subscription["TopicArn"] == {"Ref": "ImageEventsTopic"}
+    assert subscription["RawMessageDelivery"] is True
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS)
+def test_a_consumer_function_can_reach_only_its_own_queue_and_the_idempotency_table(consumer: str) -> None:
+    statements = [
+        statement
+        for policy in resource(f"{consumer}Function")["Properties"]["Policies"]
+        for statement in policy.get("Statement", [])
+    ]
+    [deny] = [statement for statement in statements if statement["Effect"] == "Deny"]
+    [dynamodb] = [statement for statement in statements if str(statement["Action"]).startswith("['dynamodb:")]
+
+    assert deny["NotResource"] == {"Fn::GetAtt": [f"{consumer}Queue", "Arn"]}
+    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage"} <= set(deny["Action"])
+    assert dynamodb["Resource"] == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
+    assert all("*" not in json.dumps(statement.get("Action")) for statement in statements)
+
+
+def test_every_dead_letter_queue_and_function_has_an_alarm_on_the_alarm_topic() -> None:
+    resources = load_template()["Resources"]
+    alarms = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    watched = {(alarm["MetricName"], json.dumps(alarm["Dimensions"][0]["Value"], sort_keys=True)) for alarm in alarms}
+    for queue in ("WebhookDeadLetterQueue", "AuditDeadLetterQueue", "ThumbnailFailuresQueue"):
+        assert ("ApproximateNumberOfMessagesVisible", json.dumps({"Fn::GetAtt": [queue, "QueueName"]})) in watched
+    functions = [name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"]
+    for function in functions:
+        for metric in ("Errors", "Throttles"):
+            assert (metric, json.dumps({"Ref": function})) in watched, f"no {metric} alarm for {function}"
+    assert all(alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}] for alarm in alarms)
+    assert resources["AlarmTopic"]["Properties"]["KmsMasterKeyId"] == {"Ref": "AlarmTopicKey"}
+
+
+def test_the_webhook_exists_only_when_a_url_is_configured() -> None:
+    resources = load_template()["Resources"]
+    webhook_resources = [name for name in resources if name.startswith("Webhook")]
+
+    assert len(webhook_resources) >= 8
+    assert all(resources[name].get("Condition") == "HasWebhook" for name in webhook_resources)
+    assert load_template()["Conditions"]["HasWebhook"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "WebhookUrl"}, ""]}]}
+
+
+# ---------------------------------------------------------------- delivery through SNS and SQS
+
+
+def test_each_queue_gets_the_raw_event_its_filter_policy_admits(aws: Any) -> None:
+    fanout = create_fanout_stack(aws, WebhookEventTypes="ImageFailed")
+    processed, failed = event_for_item(item("ok")), event_for_item(item("bad", "FAILED"))
+
+    fanout.publish(processed)
+    fanout.publish(failed)
+
+    def bodies(url: str) -> list[dict[str, Any]]:
+        messages = aws.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"])
+        return [
+            json.loads(m["Body"]) | {"_type": m["MessageAttributes"]["event_type"]["StringValue"]}
+            for m in messages["Messages"]
+        ]
+
+    webhook, audit = bodies(fanout.webhook.url), bodies(fanout.audit.url)
+    assert webhook == [failed.to_message() | {"_type": "ImageFailed"}]
+    assert sorted(audit, key=lambda m: m["event_type"]) == [
+        failed.to_message() | {"_type": "ImageFailed"},
+        processed.to_message() | {"_type": "ImageProcessed"},
+    ]
+
+
+def test_one_failing_message_in_a_real_batch_is_the_only_batch_item_failure(aws: Any, server: WebhookServer) -> None:
+    fanout = create_fanout_stack(aws)
+    events = [event_for_item(item(f"image-{n}")) for n in range(3)]
+    for event in events:
+        fanout.publish(event)
+    server.script(events[1].event_id, 500)
+
+    poll = webhook_mapping(fanout, server).poll()
+
+    assert len(poll.received) == 3
+    [failed_id] = poll.failed
+    remaining = aws.sqs.receive_message(QueueUrl=fanout.webhook.url, MaxNumberOfMessages=10)["Messages"]
+    assert [(m["MessageId"], json.loads(m["Body"])["event_id"]) for m in remaining] == [(failed_id, events[1].event_id)]
+    delivered = {request.event_id for request in server.requests if request.status == 200}
+    assert delivered == {events[0].event_id, events[2].event_id}
+
+
+def test_a_poison_message_is_dead_lettered_redriven_and_then_delivered_once(
+    aws: Any, server: WebhookServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fanout = create_fanout_stack(aws)
+    max_receives = int(fanout.parameters["MaxReceiveCount"])
+    poison, healthy = event_for_item(item("poison")), event_for_item(item("healthy"))
+    server.script(poison.event_id, *[500] * max_receives)  # the receiver is down for this event
+    fanout.publish(poison)
+    fanout.publish(healthy)
+    mapping = webhook_mapping(fanout, server)
+
+    mapping.drain()
+
+    assert fanout.queue_depth(fanout.webhook.url) == 0
+    assert fanout.queue_depth(fanout.webhook.dlq_url) == 1
+    assert [r.status for r in server.requests if r.event_id == poison.event_id] == [500] * max_receives
+    assert len(server.delivered(healthy.event_id)) == 1
+
+    # The receiver is back: redrive the DLQ (by name) with the project's CLI.
+    assert pipeline(["redrive", "--dlq", fanout.webhook.dlq_name]) == 0
+    output = capsys.readouterr().out
+    assert "moved 1 messages with receive/send/delete" in output
+    assert fanout.queue_depth(fanout.webhook.dlq_url) == 0
+
+    mapping.drain()
+    fanout.publish(poison)  # and a late duplicate of the same outcome changes nothing
+    mapping.drain()
+
+    assert fanout.queue_depth(fanout.webhook.url) == 0
+    assert len(server.delivered(poison.event_id)) == 1
+    assert len(server.delivered(healthy.event_id)) == 1
+
+
+def test_the_audit_trail_archives_every_event_once_through_the_queue(aws: Any) -> None:
+    fanout = create_fanout_stack(aws)
+    handler = load_handler("functions/audit", "app.lambda_handler", fanout.audit_env())
+    handler_module(handler).clients = fanout.clients
+    mapping = EventSourceMapping(fanout.clients, fanout.audit, handler, lambda_context("AuditFunction"))
+    events = [event_for_item(item(f"image-{n}", "SUCCEEDED" if n % 2 else "FAILED")) for n in range(5)]
+    for event in events + events[:2]:  # two outcomes published twice (a retried thumbnailer)
+        fanout.publish(event)
+
+    mapping.drain()
+
+    lines = [json.loads(line) for body in fanout.archive_objects().values() for line in body.decode().splitlines()]
+    assert sorted(line["event_id"] for line in lines) == sorted(event.event_id for event in events)
+    assert fanout.queue_depth(fanout.audit.url) == 0

@@ -1,0 +1,240 @@
+"""WebhookFunction against a real HTTP server on 127.0.0.1 that verifies every signature."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from hypothesis import given
+from hypothesis import strategies as st
+
+from image_pipeline.config import ConfigError, WebhookSettings
+from image_pipeline.webhook import (
+    SignatureError,
+    compute_signature,
+    signature_header,
+    verify_signature,
+)
+from pipeline_cli.lambda_runtime import load_handler
+from tests.conftest import lambda_context
+from tests.consumers import (
+    WEBHOOK_SECRET,
+    FanoutStack,
+    create_fanout_stack,
+    events_from_sample,
+    handler_module,
+    lambda_sqs_record,
+)
+from tests.webhook_server import HANG, WebhookServer
+
+PROCESSED, FAILED = events_from_sample("sqs-image-events-batch.json")
+PROCESSED_ID = json.loads(PROCESSED)["event_id"]
+FAILED_ID = json.loads(FAILED)["event_id"]
+
+Invoke = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def fanout(aws: Any, monkeypatch: pytest.MonkeyPatch) -> FanoutStack:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # the receiver is local whatever the shell says
+    return create_fanout_stack(aws)
+
+
+@pytest.fixture
+def server() -> Iterator[WebhookServer]:
+    with WebhookServer(WEBHOOK_SECRET) as running:
+        yield running
+
+
+def webhook_handler(fanout: FanoutStack, url: str, **env: str) -> Callable[[dict[str, Any], Any], Any]:
+    handler = load_handler("functions/webhook", "app.lambda_handler", fanout.webhook_env(url, **env))
+    handler_module(handler).clients = fanout.clients
+    return handler
+
+
+@pytest.fixture
+def invoke(fanout: FanoutStack, server: WebhookServer) -> Invoke:
+    """Invoke one container of WebhookFunction with records made from message bodies."""
+    handler = webhook_handler(fanout, server.url)
+
+    def call(*bodies: str, ids: tuple[str, ...] = ()) -> dict[str, Any]:
+        message_ids = ids or tuple(f"message-{index}" for index in range(len(bodies)))
+        event = {
+            "Records": [lambda_sqs_record(body, message_id=mid) for body, mid in zip(bodies, message_ids, strict=True)]
+        }
+        response: dict[str, Any] = handler(event, lambda_context("WebhookFunction"))
+        return response
+
+    return call
+
+
+def test_an_event_is_posted_as_the_exact_body_with_a_verified_signature(server: WebhookServer, invoke: Invoke) -> None:
+    response = invoke(PROCESSED)
+
+    assert response == {"batchItemFailures": []}
+    [request] = server.requests
+    assert request.signature_error is None
+    assert request.body == PROCESSED.encode()
+    assert request.path == "/hooks/images"
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["X-Pipeline-Event-Id"] == PROCESSED_ID
+    assert request.headers["X-Pipeline-Event-Type"] == "ImageProcessed"
+
+
+def test_a_500_fails_only_that_record_and_its_retry_delivers_it(server: WebhookServer, invoke: Invoke) -> None:
+    server.script(FAILED_ID, 500)
+
+    first = invoke(PROCESSED, FAILED, ids=("ok-message", "bad-message"))
+
+    assert first == {"batchItemFailures": [{"itemIdentifier": "bad-message"}]}
+    assert len(server.delivered(PROCESSED_ID)) == 1
+    assert server.delivered(FAILED_ID) == []
+
+    # SQS redelivers the whole batch's failures; the delivered event must not be sent again.
+    second = invoke(PROCESSED, FAILED, ids=("ok-message", "bad-message"))
+
+    assert second == {"batchItemFailures": []}
+    assert len(server.delivered(PROCESSED_ID)) == 1
+    assert len(server.delivered(FAILED_ID)) == 1
+
+
+def test_a_timeout_fails_the_record_and_releases_it_for_the_retry(fanout: FanoutStack, server: WebhookServer) -> None:
+    handler = webhook_handler(fanout, server.url, WEBHOOK_TIMEOUT_SECONDS="0.2")
+    server.script(PROCESSED_ID, HANG)
+    event = {"Records": [lambda_sqs_record(PROCESSED, message_id="slow"), lambda_sqs_record(FAILED, message_id="fast")]}
+
+    assert handler(event, lambda_context("WebhookFunction")) == {"batchItemFailures": [{"itemIdentifier": "slow"}]}
+    assert server.delivered(PROCESSED_ID) == []
+
+    assert handler(event, lambda_context("WebhookFunction")) == {"batchItemFailures": []}
+    assert len(server.delivered(PROCESSED_ID)) == 1
+    assert len(server.delivered(FAILED_ID)) == 1
+
+
+def test_when_every_record_fails_the_invocation_fails(fanout: FanoutStack, server: WebhookServer) -> None:
+    """Powertools raises so the Errors alarm sees an endpoint that fails everything; SQS retries the batch."""
+    handler = webhook_handler(fanout, server.url)
+    server.script(PROCESSED_ID, 503)
+    event = {"Records": [lambda_sqs_record(PROCESSED, message_id="only")]}
+
+    with pytest.raises(BatchProcessingError, match="All records failed"):
+        handler(event, lambda_context("WebhookFunction"))
+
+    assert handler(event, lambda_context("WebhookFunction")) == {"batchItemFailures": []}
+    assert [request.status for request in server.requests] == [503, 200]
+
+
+def test_the_same_event_delivered_twice_reaches_the_server_once(
+    fanout: FanoutStack, server: WebhookServer, invoke: Invoke
+) -> None:
+    invoke(PROCESSED, ids=("first-copy",))
+    response = invoke(PROCESSED, PROCESSED, ids=("second-copy", "third-copy"))  # SNS/SQS duplicates
+
+    assert response == {"batchItemFailures": []}
+    assert len(server.requests) == 1
+    items = fanout.clients.dynamodb.scan(TableName=fanout.idempotency_table)["Items"]
+    assert [(item["id"]["S"].split("#")[0], item["status"]["S"]) for item in items] == [
+        ("webhook-delivery", "COMPLETED")
+    ]
+
+
+def test_a_receiver_with_another_secret_rejects_the_request_and_the_record_fails(fanout: FanoutStack) -> None:
+    with WebhookServer("not-the-shared-secret") as strict:
+        handler = webhook_handler(fanout, strict.url)
+        event = {"Records": [lambda_sqs_record(PROCESSED, message_id="a"), lambda_sqs_record(FAILED, message_id="b")]}
+
+        with pytest.raises(BatchProcessingError, match="All records failed"):
+            handler(event, lambda_context("WebhookFunction"))
+
+    assert {request.signature_error for request in strict.requests} == {"signature does not match the body"}
+    assert [request.status for request in strict.requests] == [401, 401]
+
+
+def test_a_redirect_is_not_followed_and_fails_the_record(server: WebhookServer, invoke: Invoke) -> None:
+    server.script(PROCESSED_ID, 302)
+
+    response = invoke(PROCESSED, FAILED)
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": "message-0"}]}
+    assert [request.event_id for request in server.requests] == [PROCESSED_ID, FAILED_ID]  # nothing followed it
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        "[1, 2]",
+        json.dumps({"event_type": "ImageProcessed"}),
+        json.dumps({**json.loads(PROCESSED), "event_id": ""}),
+    ],
+    ids=["not-json", "json-array", "no-event-id", "empty-event-id"],
+)
+def test_a_malformed_message_fails_alone_and_is_never_posted(server: WebhookServer, invoke: Invoke, body: str) -> None:
+    response = invoke(body, PROCESSED, ids=("poison", "fine"))
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": "poison"}]}
+    assert [request.event_id for request in server.requests] == [PROCESSED_ID]
+
+
+def test_the_signing_secret_is_read_once_per_container(
+    fanout: FanoutStack, server: WebhookServer, invoke: Invoke
+) -> None:
+    reads: list[str] = []
+    fanout.clients.secretsmanager.meta.events.register(
+        "before-parameter-build.secrets-manager.GetSecretValue",
+        lambda **kwargs: reads.append(kwargs["params"]["SecretId"]),
+    )
+
+    invoke(PROCESSED)
+    invoke(FAILED)
+
+    assert reads == [fanout.secret_arn]
+    assert len(server.delivered(PROCESSED_ID)) == len(server.delivered(FAILED_ID)) == 1
+
+
+@given(secret=st.text(min_size=1, max_size=64), body=st.binary(max_size=2048), timestamp=st.integers(0, 2**40))
+def test_signatures_verify_and_any_change_is_rejected(secret: str, body: bytes, timestamp: int) -> None:
+    header = signature_header(secret, body, timestamp)
+
+    assert verify_signature(secret, body, header, now=timestamp) == timestamp
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_signature(secret, body + b" ", header, now=timestamp)
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_signature(secret + "x", body, header, now=timestamp)
+    with pytest.raises(SignatureError, match="tolerance"):
+        verify_signature(secret, body, header, now=timestamp + 301)
+    resigned = f"t={timestamp + 1},v1={compute_signature(secret, timestamp, body)}"  # replayed under a new time
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_signature(secret, body, resigned, now=timestamp)
+
+
+@pytest.mark.parametrize("header", [None, "", "v1=abc", "t=123", "t=abc,v1=def", "garbage"])
+def test_malformed_signature_headers_are_rejected(header: str | None) -> None:
+    with pytest.raises(SignatureError):
+        verify_signature("secret", b"{}", header, now=123)
+
+
+def test_any_of_several_signatures_may_match_during_a_rotation() -> None:
+    header = f"t=100,v1={compute_signature('old', 100, b'{}')},v1={compute_signature('new', 100, b'{}')}"
+
+    assert verify_signature("new", b"{}", header, now=100) == 100
+    assert verify_signature("old", b"{}", header, now=100) == 100
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/hook", "example.com/hook", "https://"])
+def test_a_webhook_url_that_is_not_http_is_a_config_error(url: str) -> None:
+    environ = {"WEBHOOK_URL": url, "WEBHOOK_SECRET_ARN": "arn", "IDEMPOTENCY_TABLE": "table"}
+
+    with pytest.raises(ConfigError, match="WEBHOOK_URL"):
+        WebhookSettings.from_env(environ)
+
+
+def test_missing_webhook_settings_are_all_named_at_once() -> None:
+    with pytest.raises(ConfigError) as error:
+        WebhookSettings.from_env({"WEBHOOK_TIMEOUT_SECONDS": "0"})
+
+    for name in ("WEBHOOK_URL", "WEBHOOK_SECRET_ARN", "IDEMPOTENCY_TABLE", "WEBHOOK_TIMEOUT_SECONDS"):
+        assert name in str(error.value)
