@@ -2,5 +2,7 @@
 
 Modules: config (validated settings), clients (boto3 clients, created once, injectable),
 errors, imaging (the thumbnailer core), keys (object keys and ids), repository (the
-ImagesTable), events (ImageProcessed/ImageFailed messages), thumbnailer (the use case).
+ImagesTable), events (ImageProcessed/ImageFailed messages), thumbnailer (the use case),
+subscriber (what every event consumer shares: parsing, idempotency), webhook (signed delivery),
+archive (JSON-lines audit objects).
 """
