@@ -21,6 +21,7 @@ from typing import Any
 from image_pipeline.clients import AwsClients
 from image_pipeline.events import ImageEvent
 from pipeline_cli.lambda_runtime import LambdaContext
+from pipeline_cli.local.lambda_events import lambda_sqs_event
 from pipeline_cli.template import load_template, resource
 from tests.stack import REGION, create_table_from_template
 
@@ -197,24 +198,6 @@ def lambda_sqs_record(
             for name, value in attributes.items()
         }
     return record
-
-
-def lambda_sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
-    """The Lambda event for messages received from SQS (receive_message's shape -> the event's)."""
-    return {
-        "Records": [
-            lambda_sqs_record(
-                message["Body"],
-                message_id=message["MessageId"],
-                receipt_handle=message["ReceiptHandle"],
-                queue_arn=queue_arn,
-                attributes={name: value["StringValue"] for name, value in message.get("MessageAttributes", {}).items()},
-                receive_count=int(message["Attributes"]["ApproximateReceiveCount"]),
-                md5_of_body=message["MD5OfBody"],
-            )
-            for message in messages
-        ]
-    }
 
 
 def events_from_sample(name: str) -> list[str]:

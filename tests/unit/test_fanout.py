@@ -11,10 +11,10 @@ import pytest
 from image_pipeline.events import event_for_item
 from pipeline_cli.__main__ import main as pipeline
 from pipeline_cli.lambda_runtime import load_handler
+from pipeline_cli.local.webhook_receiver import WebhookServer
 from pipeline_cli.template import load_template, resource
 from tests.conftest import lambda_context
 from tests.consumers import WEBHOOK_SECRET, EventSourceMapping, FanoutStack, create_fanout_stack, handler_module
-from tests.webhook_server import WebhookServer
 
 CONSUMERS = ("Webhook", "Audit")
 FOURTEEN_DAYS = 14 * 24 * 3600

@@ -14,7 +14,7 @@ from PIL import Image, ImageCms, ImageStat
 
 from image_pipeline.errors import ImageRejected, RejectReason
 from image_pipeline.imaging import RenditionResult, RenditionSpec, fit_within, make_renditions
-from tests.imagefactory import (
+from pipeline_cli.imagefactory import (
     MARK,
     encode,
     make_animated_gif,

@@ -19,6 +19,7 @@ from image_pipeline.webhook import (
     verify_signature,
 )
 from pipeline_cli.lambda_runtime import load_handler
+from pipeline_cli.local.webhook_receiver import HANG, WebhookServer
 from tests.conftest import lambda_context
 from tests.consumers import (
     WEBHOOK_SECRET,
@@ -28,7 +29,6 @@ from tests.consumers import (
     handler_module,
     lambda_sqs_record,
 )
-from tests.webhook_server import HANG, WebhookServer
 
 PROCESSED, FAILED = events_from_sample("sqs-image-events-batch.json")
 PROCESSED_ID = json.loads(PROCESSED)["event_id"]

@@ -1,4 +1,4 @@
-"""A real HTTP receiver on 127.0.0.1 for webhook tests: verifies every signature, answers as scripted."""
+"""A real HTTP receiver on 127.0.0.1 for the demo and webhook tests: verifies signatures, answers as scripted."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from image_pipeline.webhook import EVENT_ID_HEADER, SIGNATURE_HEADER, SignatureError, verify_signature
+from image_pipeline.webhook import (
+    EVENT_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    SIGNATURE_HEADER,
+    SignatureError,
+    verify_signature,
+)
 
 HANG = -1  # scripted "status": never answer until the test ends (the sender must time out)
 _HANG_LIMIT_SECONDS = 30
@@ -35,6 +41,7 @@ class WebhookServer:
         self.secret = secret
         self.requests: list[ReceivedRequest] = []
         self._scripts: dict[str, deque[int]] = defaultdict(deque)
+        self.fail_event_types: set[str] = set()  # answer 500 to every event of these types
         self._released = threading.Event()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -71,7 +78,8 @@ class WebhookServer:
                 try:
                     verify_signature(server.secret, body, headers.get(SIGNATURE_HEADER))
                     error = None
-                    status = server._answer_for(headers.get(EVENT_ID_HEADER, ""))
+                    failing = headers.get(EVENT_TYPE_HEADER) in server.fail_event_types
+                    status = 500 if failing else server._answer_for(headers.get(EVENT_ID_HEADER, ""))
                 except SignatureError as rejected:
                     error, status = str(rejected), 401
                 with server._lock:
@@ -86,7 +94,7 @@ class WebhookServer:
                 self.end_headers()
 
             def log_message(self, format: str, *args: Any) -> None:
-                """Quiet: the test asserts on `requests`."""
+                """Quiet: callers read `requests`."""
 
         return Handler
 

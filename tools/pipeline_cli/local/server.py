@@ -1,0 +1,99 @@
+"""An embedded moto server: the local stand-in for an AWS account, in this process.
+
+In-process on purpose: the runner reaches into moto's backends where CloudFormation support
+is missing, and moto's Step Functions executor calls Lambda in this process, where the
+router can hand the call to the real handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import requests
+from moto.server import ThreadedMotoServer
+
+from pipeline_cli.lambda_runtime import environment
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"  # moto's default account
+
+# What a Lambda container would get from its execution role; the values are moto's dummies.
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",  # moto accepts any credentials
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    region: str = REGION
+
+    def client(self, service: str) -> Any:
+        session = boto3.session.Session(
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=CREDENTIALS["AWS_SESSION_TOKEN"],
+            region_name=self.region,
+        )
+        return session.client(service, endpoint_url=self.url)  # type: ignore[call-overload]
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """Variables that point every boto3 client created in this process at the endpoint."""
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            **CREDENTIALS,
+        }
+
+
+@contextmanager
+def embedded_moto(port: int | None = None, extra_env: Mapping[str, str] | None = None) -> Iterator[Endpoint]:
+    """Run moto on localhost:PORT for the duration of the block, with Step Functions executing.
+
+    `localhost`, not 127.0.0.1: moto parses S3 bucket names from virtual-host style URLs
+    when the host is an IP address.
+    """
+    # moto announces every request and every resource type its CloudFormation skips; the
+    # runner reports what it wires instead, so keep the console for the pipeline's own output.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    logging.getLogger("moto").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="Tried to parse .* not supported by moto", category=UserWarning)
+    port = port or free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = Endpoint(f"http://localhost:{port}")
+    try:
+        response = requests.post(
+            f"{endpoint.url}/moto-api/config",
+            json={"stepfunctions": {"execute_state_machine": True}},
+            timeout=10,
+        )
+        response.raise_for_status()
+        with environment({**endpoint.environment, **(extra_env or {})}):
+            yield endpoint
+    finally:
+        server.stop()
+
+
+def moto_account() -> tuple[str, str]:
+    """(account id, region) the embedded server keeps its backends under."""
+    return os.environ.get("MOTO_ACCOUNT_ID", ACCOUNT_ID), REGION
