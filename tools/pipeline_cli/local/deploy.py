@@ -78,6 +78,7 @@ class DeployedStack:
     name: str
     endpoint: Endpoint
     template: dict[str, Any]  # the translated CloudFormation template
+    active: set[str] = field(default_factory=set)  # logical ids whose Condition holds
     physical_ids: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
     functions: dict[str, FunctionSpec] = field(default_factory=dict)
@@ -437,6 +438,7 @@ def deploy(
 
     wiring = _Wiring(stack, resource_map, clean_json)
     resources = _active_resources(translated, resource_map)
+    stack.active = set(resources)
     _collect_functions(stack, resources, code_dirs, wiring)
     for kind in _WIRING_ORDER:
         action = _CREATED_BY_RUNNER.get(kind) or _COMPLETED_BY_RUNNER[kind]

@@ -52,7 +52,7 @@ class Endpoint:
             aws_session_token=CREDENTIALS["AWS_SESSION_TOKEN"],
             region_name=self.region,
         )
-        return session.client(service, endpoint_url=self.url)  # type: ignore[call-overload]
+        return session.client(service, endpoint_url=self.url or None)  # type: ignore[call-overload]
 
     @property
     def environment(self) -> dict[str, str]:
@@ -81,6 +81,8 @@ def embedded_moto(port: int | None = None, extra_env: Mapping[str, str] | None =
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = Endpoint(f"http://localhost:{port}")
+    # moto keeps its backends in this process: start from, and leave, an empty account.
+    requests.post(f"{endpoint.url}/moto-api/reset", timeout=10).raise_for_status()
     try:
         response = requests.post(
             f"{endpoint.url}/moto-api/config",
@@ -91,6 +93,7 @@ def embedded_moto(port: int | None = None, extra_env: Mapping[str, str] | None =
         with environment({**endpoint.environment, **(extra_env or {})}):
             yield endpoint
     finally:
+        requests.post(f"{endpoint.url}/moto-api/reset", timeout=10)
         server.stop()
 
 

@@ -1,0 +1,134 @@
+"""The whole pipeline through the local runner: template.yaml deployed to an embedded moto
+server, every event delivered to the real handlers (S3 -> thumbnailer -> table, renditions,
+SNS -> SQS -> webhook + audit), DLQ and redrive, the reprocess workflow."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import pytest
+from PIL import Image
+
+from pipeline_cli.imagefactory import make_jpeg, make_png
+from pipeline_cli.local.session import LocalPipeline, local_pipeline
+from pipeline_cli.local.webhook_receiver import WebhookServer
+from pipeline_cli.redrive import redrive
+
+pytestmark = pytest.mark.slow
+
+SIZES = (1024, 512, 128)
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookServer]:
+    with WebhookServer(secret="") as server:
+        yield server
+
+
+@pytest.fixture
+def pipeline(receiver: WebhookServer) -> Iterator[LocalPipeline]:
+    with local_pipeline({"WebhookUrl": receiver.url, "MaxReceiveCount": "3"}) as deployed:
+        secrets = deployed.endpoint.client("secretsmanager")
+        receiver.secret = secrets.get_secret_value(SecretId=deployed.output("WebhookSigningSecretArn"))["SecretString"]
+        yield deployed
+
+
+def _items_by_key(pipeline: LocalPipeline) -> dict[str, dict]:
+    return {item["key"]: item for item in pipeline.items()}
+
+
+def test_every_resource_of_the_template_exists_after_deploy(pipeline: LocalPipeline) -> None:
+    template = pipeline.stack.template["Resources"]
+    assert set(template) - pipeline.stack.active == {"AlarmEmailSubscription"}  # AlarmEmail is empty
+    assert pipeline.stack.active - set(pipeline.stack.physical_ids) == set()
+    notification = pipeline.s3.get_bucket_notification_configuration(Bucket=pipeline.output("IngestBucketName"))
+    (trigger,) = notification["LambdaFunctionConfigurations"]
+    assert trigger["LambdaFunctionArn"] == pipeline.stack.functions["ThumbnailFunction"].arn
+    assert trigger["Filter"]["Key"]["FilterRules"] == [{"Name": "prefix", "Value": "uploads/"}]
+    versioning = pipeline.s3.get_bucket_versioning(Bucket=pipeline.output("IngestBucketName"))
+    assert versioning["Status"] == "Enabled"
+    topic = pipeline.output("ImageEventsTopicArn")
+    subscriptions = pipeline.endpoint.client("sns").list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+    assert len(subscriptions) == 2
+    ttl = pipeline.dynamodb.describe_time_to_live(TableName=pipeline.output("ImagesTableName"))
+    assert ttl["TimeToLiveDescription"]["TimeToLiveStatus"] == "ENABLED"
+
+
+def test_images_in_items_renditions_and_events_out(pipeline: LocalPipeline, receiver: WebhookServer) -> None:
+    uploads = {
+        "uploads/it/rotated photo.jpg": make_jpeg(3000, 2000, orientation=6),
+        "uploads/it/ünïcödé.png": make_png(800, 600, mode="RGBA"),
+        "uploads/it/progressive.jpg": make_jpeg(2000, 1500, progressive=True),
+    }
+    for key, body in uploads.items():
+        pipeline.upload(key, body)
+    pipeline.router.drain()
+
+    items = _items_by_key(pipeline)
+    assert set(items) == set(uploads)
+    for key, item in items.items():
+        assert item["status"] == "SUCCEEDED", (key, item.get("error"))
+        assert [rendition["size"] for rendition in item["renditions"]] == list(SIZES)
+        for rendition in item["renditions"]:
+            with Image.open(io.BytesIO(pipeline.read("RenditionsBucketName", rendition["key"]))) as image:
+                assert (image.width, image.height) == (rendition["width"], rendition["height"])
+                # fit within the size, never upscaled
+                assert max(image.size) == min(rendition["size"], max(item["width"], item["height"]))
+    # orientation 6 stores the photo on its side; the rendition is upright (portrait)
+    rotated = items["uploads/it/rotated photo.jpg"]["renditions"][0]
+    assert (rotated["width"], rotated["height"]) == (1024, 683)
+
+    archived = pipeline.archived_events()
+    assert sorted(event["image"]["key"] for event in archived) == sorted(uploads)
+    assert {event["event_type"] for event in archived} == {"ImageProcessed"}
+    delivered = {request.event_id for request in receiver.requests if request.signature_error is None}
+    assert delivered == {event["event_id"] for event in archived}
+    assert all(stats.in_dlq == 0 for stats in pipeline.router.queue_stats.values())
+
+
+def test_a_poison_image_is_failed_with_a_reason_and_its_event_reaches_both_consumers(
+    pipeline: LocalPipeline, receiver: WebhookServer
+) -> None:
+    pipeline.upload("uploads/it/poison.jpg", make_jpeg(1200, 900)[:5000])
+    pipeline.upload("uploads/it/fine.jpg", make_jpeg(1200, 900))
+    pipeline.router.drain()
+
+    items = _items_by_key(pipeline)
+    assert items["uploads/it/poison.jpg"]["status"] == "FAILED"
+    assert items["uploads/it/poison.jpg"]["error"]["reason"] == "truncated"
+    assert items["uploads/it/fine.jpg"]["status"] == "SUCCEEDED"
+    failed_events = [event for event in pipeline.archived_events() if event["event_type"] == "ImageFailed"]
+    assert [event["image"]["key"] for event in failed_events] == ["uploads/it/poison.jpg"]
+    assert [request.event_id for request in receiver.requests if request.status == 200].count(
+        failed_events[0]["event_id"]
+    ) == 1
+    # a bad image is data, not an error: no retries, nothing on the failure queue
+    thumbnail_calls = [call for call in pipeline.functions.invocations if call.function == "ThumbnailFunction"]
+    assert len(thumbnail_calls) == 2
+    assert pipeline.queue_depth("ThumbnailFailuresQueueUrl") == 0
+
+
+def test_a_failing_webhook_fills_its_dlq_and_the_redrive_delivers_each_event_once(
+    pipeline: LocalPipeline, receiver: WebhookServer
+) -> None:
+    receiver.fail_event_types.add("ImageProcessed")
+    pipeline.upload("uploads/it/a.jpg", make_jpeg(800, 600))
+    pipeline.upload("uploads/it/b.jpg", make_jpeg(600, 800))
+    pipeline.router.drain()
+
+    assert pipeline.queue_depth("WebhookDeadLetterQueueUrl") == 2
+    webhook_stats = next(s for s in pipeline.router.queue_stats.values() if s.source.function == "WebhookFunction")
+    assert webhook_stats.failed == 2 * 3  # MaxReceiveCount receives each, then the DLQ
+    assert webhook_stats.in_dlq == 2
+    assert len(pipeline.archived_events()) == 2  # the audit consumer is unaffected
+
+    receiver.fail_event_types.clear()
+    report = redrive(pipeline.sqs, pipeline.output("WebhookDeadLetterQueueUrl"), method="loop")
+    assert report.moved == 2
+    pipeline.router.drain()
+
+    assert pipeline.queue_depth("WebhookDeadLetterQueueUrl") == 0
+    assert pipeline.queue_depth("WebhookQueueUrl") == 0
+    accepted = [request.event_id for request in receiver.requests if request.status == 200]
+    assert sorted(accepted) == sorted(event["event_id"] for event in pipeline.archived_events())

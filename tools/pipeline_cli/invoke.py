@@ -1,0 +1,185 @@
+"""`pipeline invoke FUNCTION -e EVENT [--env-vars env.json]`: `sam local invoke` without Docker.
+
+The handler, its environment and the layer's code are resolved from template.yaml, and the
+function runs in this process, as the Lambda runtime would run it. By default it runs against
+a fresh embedded moto server with the stack deployed (stack name `image-pipeline`, so the
+bucket names in events/ match); with --endpoint-url (or AWS_ENDPOINT_URL) it runs against
+that endpoint instead, and env.json supplies what the template derives from resources, exactly
+as for `sam local invoke --env-vars`. The result goes to stdout, the function's logs to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_plus
+
+from pipeline_cli.imagefactory import make_jpeg
+from pipeline_cli.lambda_runtime import PROJECT_ROOT, environment
+from pipeline_cli.local.deploy import DeployedStack, FunctionSpec, deploy
+from pipeline_cli.local.router import EventRouter
+from pipeline_cli.local.runtime import LocalFunctions
+from pipeline_cli.local.server import Endpoint, embedded_moto
+from pipeline_cli.template import load_template
+from pipeline_cli.translate import translate_template
+
+STACK_NAME = "image-pipeline"  # the stack events/*.json are written for
+
+
+class InvokeError(Exception):
+    """The function cannot be resolved or configured from the template."""
+
+
+def _env_overrides(env_file: Path | None, logical_id: str) -> dict[str, str]:
+    """sam local's env.json: {"Parameters": {...all functions}, "FunctionLogicalId": {...}}."""
+    if env_file is None:
+        return {}
+    document = json.loads(env_file.read_text(encoding="utf-8"))
+    return {
+        name: str(value) for name, value in {**document.get("Parameters", {}), **document.get(logical_id, {})}.items()
+    }
+
+
+def _static_environment(
+    translated: dict[str, Any], logical_id: str, parameters: Mapping[str, str], overrides: Mapping[str, str]
+) -> dict[str, str]:
+    """The template's variables for one function, without a deployed stack to resolve them.
+
+    Literals and parameter Refs resolve here; anything derived from a resource must come
+    from env.json (as with `sam local invoke`), otherwise the invoke stops with its name.
+    """
+    variables = translated["Resources"][logical_id]["Properties"].get("Environment", {}).get("Variables", {})
+    environment, unresolved = {}, []
+    for name, value in variables.items():
+        if name in overrides:
+            environment[name] = overrides[name]
+        elif isinstance(value, str | int | float):
+            environment[name] = str(value)
+        elif isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in parameters:
+            environment[name] = str(_parameter_value(value, parameters))
+        else:
+            unresolved.append(name)
+    if unresolved:
+        raise InvokeError(f"{logical_id}: set {', '.join(sorted(unresolved))} in --env-vars (derived from resources)")
+    return environment
+
+
+def _function_properties(translated: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    resource = translated["Resources"].get(logical_id)
+    if resource is None or resource["Type"] != "AWS::Lambda::Function":
+        functions = sorted(name for name, r in translated["Resources"].items() if r["Type"] == "AWS::Lambda::Function")
+        raise InvokeError(f"no function {logical_id!r} in template.yaml (functions: {', '.join(functions)})")
+    properties: dict[str, Any] = resource["Properties"]
+    return properties
+
+
+@contextmanager
+def _external_stack(endpoint_url: str | None, function: str, args: argparse.Namespace) -> Iterator[DeployedStack]:
+    template = load_template()
+    overrides = dict(args.parameter_overrides)
+    translated = translate_template(template, overrides)
+    parameters = {
+        name: str(overrides.get(name, spec.get("Default", "")))
+        for name, spec in translated.get("Parameters", {}).items()
+    }
+    properties = _function_properties(translated, function)
+    code_uri = template["Resources"][function]["Properties"]["CodeUri"]
+    spec = FunctionSpec(
+        logical_id=function,
+        name=function,
+        arn=f"arn:aws:lambda:{os.environ.get('AWS_DEFAULT_REGION', 'us-east-1')}:123456789012:function:{function}",
+        code_dir=PROJECT_ROOT / code_uri,
+        handler=properties["Handler"],
+        environment=_static_environment(translated, function, parameters, _env_overrides(args.env_vars, function)),
+        timeout_seconds=int(_parameter_value(properties.get("Timeout", 3), parameters)),
+        memory_mb=int(_parameter_value(properties.get("MemorySize", 128), parameters)),
+    )
+    with environment({"AWS_ENDPOINT_URL": endpoint_url} if endpoint_url else {}):
+        yield DeployedStack(
+            name="external", endpoint=Endpoint(endpoint_url or ""), template=translated, functions={function: spec}
+        )
+
+
+def _parameter_value(value: Any, parameters: Mapping[str, str]) -> Any:
+    return parameters[value["Ref"]] if isinstance(value, dict) and "Ref" in value else value
+
+
+@contextmanager
+def _embedded_stack(function: str, args: argparse.Namespace) -> Iterator[DeployedStack]:
+    with embedded_moto() as endpoint:
+        stack = deploy(endpoint, STACK_NAME, dict(args.parameter_overrides))
+        _function_properties(stack.template, function)
+        overrides = _env_overrides(args.env_vars, function)
+        if overrides:
+            spec = stack.functions[function]
+            stack.functions[function] = FunctionSpec(**{**spec.__dict__, "environment": spec.environment | overrides})
+        yield stack
+
+
+def seed_objects(stack: DeployedStack, event: dict[str, Any]) -> None:
+    """Upload a generated photo for each S3 record and point the record at that object version."""
+    s3 = stack.endpoint.client("s3")
+    for record in event.get("Records", []):
+        if "s3" not in record:
+            continue
+        target = record["s3"]
+        body = make_jpeg(1600, 1200, orientation=6)
+        put = s3.put_object(Bucket=target["bucket"]["name"], Key=unquote_plus(target["object"]["key"]), Body=body)
+        target["object"].update(eTag=put["ETag"].strip('"'), size=len(body))
+        if put.get("VersionId"):
+            target["object"]["versionId"] = put["VersionId"]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="pipeline invoke", description=__doc__.splitlines()[0])
+    parser.add_argument("function", help="logical id in template.yaml, e.g. ThumbnailFunction")
+    parser.add_argument("-e", "--event", type=Path, required=True, help="event JSON file (see events/)")
+    parser.add_argument("--env-vars", type=Path, help="sam local's env.json: per-function variable overrides")
+    parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"), help="use this endpoint")
+    parser.add_argument(
+        "--parameter-overrides",
+        nargs="*",
+        default=[],
+        type=lambda item: tuple(item.split("=", 1)),
+        metavar="Key=Value",
+        help="template parameters",
+    )
+    parser.add_argument(
+        "--seed", action="store_true", help="embedded only: upload a generated image for each S3 record first"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    event = json.loads(args.event.read_text(encoding="utf-8"))
+    if args.seed and args.endpoint_url:
+        print("pipeline invoke: --seed writes to the embedded server only", file=sys.stderr)
+        return 2
+    try:
+        stacks = (
+            _external_stack(args.endpoint_url, args.function, args)
+            if args.endpoint_url
+            else _embedded_stack(args.function, args)
+        )
+        with stacks as stack:
+            if args.seed:
+                seed_objects(stack, event)
+            functions = LocalFunctions(stack)
+            # Attached, the router keeps moto from handing S3 notifications to Docker; this
+            # command delivers only the one event it was given.
+            with functions.active(), EventRouter(stack, functions).attached():
+                invocation = functions.invoke(args.function, event, "cli")
+    except InvokeError as error:
+        print(f"pipeline invoke: {error}", file=sys.stderr)
+        return 2
+    sys.stderr.write(invocation.logs)
+    print(f"REPORT RequestId: {invocation.request_id} Duration: {invocation.duration_ms:.2f} ms", file=sys.stderr)
+    print(json.dumps(invocation.error_payload if invocation.failed else invocation.result, indent=2, default=str))
+    return 1 if invocation.failed else 0
