@@ -121,31 +121,38 @@ def _zip_directory(directory: Path, prefix: str = "") -> bytes:
     return buffer.getvalue()
 
 
+def _is_local(location: object) -> bool:
+    return isinstance(location, str) and not location.startswith("s3://")
+
+
 def package(template: dict[str, Any], endpoint: Endpoint) -> tuple[dict[str, Any], dict[str, Path]]:
     """Upload code to the artifacts bucket and point the template at it, as `sam package` does.
 
-    Returns the packaged template and each function's local code directory (the router
-    imports the handler from there, exactly the files that were zipped).
+    A template `sam package` already made keeps its S3 locations. Returns the packaged template
+    and each function's source directory (the router imports the handler from there).
     """
     packaged = copy.deepcopy(template)
+    source = load_template()["Resources"]
     s3 = endpoint.client("s3")
     s3.create_bucket(Bucket=ARTIFACTS_BUCKET)
     code_dirs: dict[str, Path] = {}
     for logical_id, resource in packaged["Resources"].items():
         properties = resource.get("Properties", {})
         kind = resource["Type"]
-        if kind == "AWS::Serverless::Function":
-            directory = PROJECT_ROOT / properties["CodeUri"]
-            code_dirs[logical_id] = directory
-            s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=f"{logical_id}.zip", Body=_zip_directory(directory))
-            properties["CodeUri"] = f"s3://{ARTIFACTS_BUCKET}/{logical_id}.zip"
-        elif kind == "AWS::Serverless::LayerVersion":
-            directory = PROJECT_ROOT / properties["ContentUri"]
-            s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=f"{logical_id}.zip", Body=_zip_directory(directory))
-            properties["ContentUri"] = f"s3://{ARTIFACTS_BUCKET}/{logical_id}.zip"
+        code_property = {"AWS::Serverless::Function": "CodeUri", "AWS::Serverless::LayerVersion": "ContentUri"}.get(
+            kind
+        )
+        if code_property:
+            if kind == "AWS::Serverless::Function":
+                code_dirs[logical_id] = PROJECT_ROOT / source[logical_id]["Properties"]["CodeUri"]
+            if _is_local(properties[code_property]):
+                directory = PROJECT_ROOT / properties[code_property]
+                s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=f"{logical_id}.zip", Body=_zip_directory(directory))
+                properties[code_property] = f"s3://{ARTIFACTS_BUCKET}/{logical_id}.zip"
         elif kind == "AWS::Serverless::StateMachine" and "DefinitionUri" in properties:
             # moto reads only DefinitionString: inline it; substitutions are applied after create.
-            definition_path = PROJECT_ROOT / properties.pop("DefinitionUri")
+            properties.pop("DefinitionUri")
+            definition_path = PROJECT_ROOT / source[logical_id]["Properties"]["DefinitionUri"]
             properties["Definition"] = json.loads(definition_path.read_text(encoding="utf-8"))
     return packaged, code_dirs
 
