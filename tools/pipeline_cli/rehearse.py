@@ -71,21 +71,9 @@ def main(argv: list[str]) -> int:
     packaged = args.output_dir / "packaged.yaml"
     with embedded_moto() as endpoint:
         endpoint.client("s3").create_bucket(Bucket=ARTIFACTS_BUCKET)
-        _run(
-            [
-                sam,
-                "package",
-                "--template-file",
-                str(template),
-                "--s3-bucket",
-                ARTIFACTS_BUCKET,
-                "--output-template-file",
-                str(packaged),
-                "--region",
-                endpoint.region,
-            ],  # fmt: skip
-            {**environment, **endpoint.environment},
-        )
+        package_command = [sam, "package", "--template-file", str(template), "--s3-bucket", ARTIFACTS_BUCKET]
+        package_command += ["--output-template-file", str(packaged), "--region", endpoint.region]
+        _run(package_command, {**environment, **endpoint.environment})
         stack = deploy(endpoint, "image-pipeline-rehearsal", template=load_template(packaged.resolve()))
         print(f"deployed {len(stack.active)} resources ({len(stack.wired)} completed by the local runner):")
         for logical_id, what in sorted(stack.wired.items()):
