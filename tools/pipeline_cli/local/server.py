@@ -90,7 +90,8 @@ def embedded_moto(port: int | None = None, extra_env: Mapping[str, str] | None =
             timeout=10,
         )
         response.raise_for_status()
-        with environment({**endpoint.environment, **(extra_env or {})}):
+        # MOTO_PORT: where moto's own Step Functions executor sends its Lambda/DynamoDB/SNS calls.
+        with environment({**endpoint.environment, "MOTO_PORT": str(port), **(extra_env or {})}):
             yield endpoint
     finally:
         requests.post(f"{endpoint.url}/moto-api/reset", timeout=10)
