@@ -16,7 +16,10 @@ from moto import mock_aws
 from image_pipeline.errors import TransientError
 from pipeline_cli.lambda_router import route_lambda_invocations
 
-ROLE_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}  # fmt: skip
+ROLE_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
 
 
 def _zip() -> bytes:

@@ -59,7 +59,7 @@ def route_lambda_invocations(handlers: Mapping[str, Handler]) -> Iterator[list[I
         result: Any = None
         try:
             result = handlers[name](payload, context)
-        except Exception as exception:  # noqa: BLE001  # the Lambda runtime's boundary
+        except Exception as exception:  # the Lambda runtime's boundary
             error = {
                 "errorType": type(exception).__name__,
                 "errorMessage": str(exception),

@@ -85,15 +85,14 @@ def image_rows(
         row.reason, row.detail = str(error.get("reason", "")), str(error.get("detail", ""))
         row.width, row.height = item.get("width"), item.get("height")
         row.renditions = list(item.get("renditions") or [])
-    archived = pipeline.archived_events()
-    for event in archived:
-        key = image_ids.get(str(event.get("image", {}).get("image_id")))
-        if key:
-            rows[key].trail.append(f"{event['event_type']} {event['event_id'][:12]} archived by AuditFunction")
-    event_keys = {event["event_id"]: image_ids.get(str(event.get("image", {}).get("image_id"))) for event in archived}
+    event_keys: dict[str, str] = {}  # event id -> uploaded key
+    for event in pipeline.archived_events():
+        archived_key = image_ids.get(str(event.get("image", {}).get("image_id")))
+        if archived_key:
+            event_keys[event["event_id"]] = archived_key
+            rows[archived_key].trail.append(f"{event['event_type']} {event['event_id'][:12]} archived by AuditFunction")
     for request in webhook_requests or []:
-        key = event_keys.get(request.event_id)
-        if key:
+        if key := event_keys.get(request.event_id, ""):
             verified = (
                 "signature verified" if request.signature_error is None else f"bad signature: {request.signature_error}"
             )
