@@ -5,7 +5,9 @@ SNS -> SQS -> webhook + audit), DLQ and redrive, the reprocess workflow."""
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
+from urllib.parse import unquote_plus
 
 import pytest
 from PIL import Image
@@ -132,3 +134,22 @@ def test_a_failing_webhook_fills_its_dlq_and_the_redrive_delivers_each_event_onc
     assert pipeline.queue_depth("WebhookQueueUrl") == 0
     accepted = [request.event_id for request in receiver.requests if request.status == 200]
     assert sorted(accepted) == sorted(event["event_id"] for event in pipeline.archived_events())
+
+
+def test_an_aws_failure_is_retried_then_the_event_goes_to_the_on_failure_queue(pipeline: LocalPipeline) -> None:
+    # The renditions bucket disappears: every attempt fails with a transient (AWS) error.
+    pipeline.s3.delete_bucket(Bucket=pipeline.output("RenditionsBucketName"))
+    pipeline.upload("uploads/it/unlucky.jpg", make_jpeg(640, 480))
+    pipeline.router.drain()
+
+    attempts = [call for call in pipeline.functions.invocations if call.function == "ThumbnailFunction"]
+    assert [call.error_type for call in attempts] == ["TransientError"] * 3  # 1 + MaximumRetryAttempts (2)
+    messages = pipeline.sqs.receive_message(QueueUrl=pipeline.output("ThumbnailFailuresQueueUrl"))["Messages"]
+    (record,) = [json.loads(message["Body"]) for message in messages]
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 3
+    assert unquote_plus(record["requestPayload"]["Records"][0]["s3"]["object"]["key"]) == "uploads/it/unlucky.jpg"
+    assert record["responsePayload"]["errorType"] == "TransientError"
+    # the item is left PROCESSING, never SUCCEEDED without renditions (the cleanup job times it out)
+    (item,) = pipeline.items()
+    assert item["status"] == "PROCESSING"
