@@ -1,7 +1,8 @@
 """ThumbnailFunction: S3 ObjectCreated events, or direct reprocess requests, -> renditions.
 
 Direct request (Step Functions reprocess): {"bucket": ..., "key": ..., "sizes": [1024, 256]?}.
-It re-renders the object's current version even if it was processed before.
+It re-renders the object's current version even if it was processed before, and returns that
+one image's result (an S3 event returns {"results": [...]}, one per record).
 """
 
 from __future__ import annotations
@@ -75,12 +76,12 @@ def _record(result: Result) -> None:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     thumbnailer = build_thumbnailer(clients)
-    if "Records" in event:
-        results = [thumbnailer.process(ref) for ref in refs_from_s3_event(S3Event(event))]
-    else:
+    if "Records" not in event:
         sizes = parse_sizes(",".join(map(str, event["sizes"]))) if event.get("sizes") else None
-        ref = ref_for_current_version(clients, event)
-        results = [thumbnailer.process(ref, force=True, sizes=sizes)]
+        result = thumbnailer.process(ref_for_current_version(clients, event), force=True, sizes=sizes)
+        _record(result)
+        return result.to_dict()
+    results = [thumbnailer.process(ref) for ref in refs_from_s3_event(S3Event(event))]
     for result in results:
         _record(result)
     return {"results": [result.to_dict() for result in results]}

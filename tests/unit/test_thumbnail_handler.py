@@ -175,3 +175,29 @@ def test_sample_events_all_parse() -> None:
 @pytest.fixture
 def invoke(invoke_thumbnail: Invoke) -> Invoke:
     return invoke_thumbnail
+
+
+def test_a_direct_reprocess_request_re_renders_the_current_version_at_the_requested_sizes(
+    stack: TestStack, invoke: Invoke
+) -> None:
+    request = load_event("reprocess-request.json")
+    request["bucket"] = stack.ingest_bucket
+    invoke(s3_put_event(stack, request["key"], make_jpeg(2000, 1500)))
+    first = stack.item(image_id_for(stack.ingest_bucket, request["key"]))
+    assert first is not None
+
+    response = invoke(request)  # processed already: a reprocess renders again anyway
+
+    assert response["outcome"] == "SUCCEEDED"
+    item = stack.item(image_id_for(stack.ingest_bucket, request["key"]))
+    assert item is not None
+    assert [rendition["size"] for rendition in item["renditions"]] == [1024, 256]
+    assert item["attempts"] == first["attempts"] + 1
+    assert sorted(stack.rendition_keys()) == sorted(rendition["key"] for rendition in item["renditions"])
+
+
+def test_a_direct_request_for_a_deleted_object_raises_so_the_workflow_records_it(
+    stack: TestStack, invoke: Invoke
+) -> None:
+    with pytest.raises(Exception, match="404|Not Found|NoSuchKey"):
+        invoke({"bucket": stack.ingest_bucket, "key": "uploads/never-uploaded.jpg"})

@@ -149,11 +149,11 @@ def package(template: dict[str, Any], endpoint: Endpoint) -> tuple[dict[str, Any
                 directory = PROJECT_ROOT / properties[code_property]
                 s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=f"{logical_id}.zip", Body=_zip_directory(directory))
                 properties[code_property] = f"s3://{ARTIFACTS_BUCKET}/{logical_id}.zip"
-        elif kind == "AWS::Serverless::StateMachine" and "DefinitionUri" in properties:
-            # moto reads only DefinitionString: inline it; substitutions are applied after create.
-            properties.pop("DefinitionUri")
-            definition_path = PROJECT_ROOT / source[logical_id]["Properties"]["DefinitionUri"]
-            properties["Definition"] = json.loads(definition_path.read_text(encoding="utf-8"))
+        elif kind == "AWS::Serverless::StateMachine" and _is_local(properties.get("DefinitionUri")):
+            # As sam package does: the file as it is (its ${...} placeholders are not JSON yet).
+            definition = (PROJECT_ROOT / properties["DefinitionUri"]).read_bytes()
+            s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=f"{logical_id}.asl.json", Body=definition)
+            properties["DefinitionUri"] = {"Bucket": ARTIFACTS_BUCKET, "Key": f"{logical_id}.asl.json"}
     return packaged, code_dirs
 
 
@@ -353,8 +353,14 @@ class _Wiring:
             self.stack.wired[logical_id] = ", ".join(applied)
 
     def state_machine(self, logical_id: str, properties: dict[str, Any]) -> None:
+        """moto reads only DefinitionString: fetch the packaged file and substitute, as CloudFormation does."""
         substitutions = properties.get("DefinitionSubstitutions", {})
-        definition = properties["DefinitionString"]
+        location = properties.get("DefinitionS3Location")
+        if location is None:
+            definition = properties["DefinitionString"]
+        else:
+            s3_object = self.endpoint.client("s3").get_object(Bucket=location["Bucket"], Key=location["Key"])
+            definition = s3_object["Body"].read().decode("utf-8")
 
         def substitute(match: re.Match[str]) -> str:
             name = match.group(1)
@@ -363,10 +369,28 @@ class _Wiring:
             return str(substitutions[name])
 
         resolved = re.sub(r"\$\{([A-Za-z0-9_]+)\}", substitute, definition)
+        try:
+            json.loads(resolved)
+        except ValueError as error:
+            raise DeployError(f"{logical_id}: the definition is not JSON after substitution: {error}") from None
         arn = self.stack.physical_ids[logical_id]
-        self.endpoint.client("stepfunctions").update_state_machine(stateMachineArn=arn, definition=resolved)
+        stepfunctions = self.endpoint.client("stepfunctions")
+        try:
+            stepfunctions.update_state_machine(stateMachineArn=arn, definition=resolved)
+            self.stack.wired[logical_id] = "definition with substitutions"
+        except stepfunctions.exceptions.StateMachineDoesNotExist:
+            # moto's CloudFormation reports it created while its create failed (no definition
+            # yet): create it under the name it reported, so every reference to it holds.
+            created = stepfunctions.create_state_machine(
+                name=arn.rsplit(":", 1)[1],
+                definition=resolved,
+                roleArn=properties["RoleArn"],
+                type=properties.get("StateMachineType", "STANDARD"),
+            )
+            if created["stateMachineArn"] != arn:
+                raise DeployError(f"{logical_id}: created as {created['stateMachineArn']}, expected {arn}") from None
+            self.stack.wired[logical_id] = "created with its definition and substitutions"
         self.stack.state_machines[logical_id] = arn
-        self.stack.wired[logical_id] = "definition with substitutions"
 
 
 _CREATED_BY_RUNNER: dict[str, Callable[[_Wiring, str, dict[str, Any]], None]] = {

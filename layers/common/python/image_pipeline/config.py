@@ -203,3 +203,43 @@ class AuditSettings:
             env.problems.append(f"ARCHIVE_PREFIX={settings.archive_prefix!r}: must end with '/'")
         env.raise_if_invalid(cls.__name__)
         return settings
+
+
+@dataclass(frozen=True)
+class CleanupSettings:
+    images_table: str
+    renditions_bucket: str
+    stuck_after_minutes: int  # PROCESSING for longer than this: the attempt died
+    orphan_grace_minutes: int  # renditions younger than this may belong to an attempt in flight
+    max_items_per_run: int  # items checked plus rendition objects listed, per run
+    dry_run: bool
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CleanupSettings:
+        env = _EnvReader(os.environ if environ is None else environ)
+        settings = cls(
+            images_table=env.text("IMAGES_TABLE"),
+            renditions_bucket=env.text("RENDITIONS_BUCKET"),
+            stuck_after_minutes=env.integer("STUCK_AFTER_MINUTES", 30, minimum=1),
+            orphan_grace_minutes=env.integer("ORPHAN_GRACE_MINUTES", 30, minimum=0),
+            max_items_per_run=env.integer("CLEANUP_MAX_ITEMS_PER_RUN", 5000, minimum=1),
+            dry_run=env.flag("CLEANUP_DRY_RUN", False),
+        )
+        env.raise_if_invalid(cls.__name__)
+        return settings
+
+
+@dataclass(frozen=True)
+class ReprocessSettings:
+    images_table: str
+    page_size: int  # images per Map run: bounds the state's payload (256 KB) and its duration
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ReprocessSettings:
+        env = _EnvReader(os.environ if environ is None else environ)
+        settings = cls(
+            images_table=env.text("IMAGES_TABLE"),
+            page_size=env.integer("REPROCESS_PAGE_SIZE", 200, minimum=1, maximum=1000),
+        )
+        env.raise_if_invalid(cls.__name__)
+        return settings

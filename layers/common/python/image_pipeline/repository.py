@@ -215,3 +215,53 @@ class ImagesRepository:
         ):
             for item in page.get("Items", []):
                 yield from_item(item)
+
+    def scan_page(
+        self, start_key: Mapping[str, Any] | None, limit: int
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """Up to `limit` items from where the previous page stopped, and where the next starts."""
+        request: dict[str, Any] = {"TableName": self.table_name, "Limit": limit}
+        if start_key:
+            request["ExclusiveStartKey"] = start_key
+        response = self._dynamodb.scan(**request)
+        return [from_item(item) for item in response.get("Items", [])], response.get("LastEvaluatedKey")
+
+    def mark_timed_out(self, item: Mapping[str, Any], now: str, detail: str) -> bool:
+        """FAILED with reason "timed out", if the item is still in the PROCESSING state we saw."""
+        try:
+            self._dynamodb.update_item(
+                TableName=self.table_name,
+                Key=to_attributes({"image_id": item["image_id"]}),
+                UpdateExpression="SET #status = :failed, updated_at = :now, #error = :error",
+                ConditionExpression="#status = :processing AND updated_at = :seen",
+                ExpressionAttributeNames={"#status": "status", "#error": "error"},
+                ExpressionAttributeValues=to_attributes(
+                    {
+                        ":failed": ImageStatus.FAILED.value,
+                        ":processing": ImageStatus.PROCESSING.value,
+                        ":seen": item["updated_at"],
+                        ":now": now,
+                        ":error": {"reason": "timed out", "detail": detail},
+                    }
+                ),
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False  # it moved on meanwhile (finished, or a new version claimed it)
+            raise
+        return True
+
+    def delete(self, item: Mapping[str, Any]) -> bool:
+        """Delete the item if it still describes the version we saw (no new upload meanwhile)."""
+        try:
+            self._dynamodb.delete_item(
+                TableName=self.table_name,
+                Key=to_attributes({"image_id": item["image_id"]}),
+                ConditionExpression="source_etag = :etag",
+                ExpressionAttributeValues=to_attributes({":etag": item["source_etag"]}),
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
