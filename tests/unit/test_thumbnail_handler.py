@@ -199,5 +199,5 @@ def test_a_direct_reprocess_request_re_renders_the_current_version_at_the_reques
 def test_a_direct_request_for_a_deleted_object_raises_so_the_workflow_records_it(
     stack: TestStack, invoke: Invoke
 ) -> None:
-    with pytest.raises(Exception, match="404|Not Found|NoSuchKey"):
+    with pytest.raises(Exception, match=r"404|Not Found|NoSuchKey"):
         invoke({"bucket": stack.ingest_bucket, "key": "uploads/never-uploaded.jpg"})
