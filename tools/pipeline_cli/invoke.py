@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
@@ -118,7 +119,7 @@ def _embedded_stack(function: str, args: argparse.Namespace) -> Iterator[Deploye
         overrides = _env_overrides(args.env_vars, function)
         if overrides:
             spec = stack.functions[function]
-            stack.functions[function] = FunctionSpec(**{**spec.__dict__, "environment": spec.environment | overrides})
+            stack.functions[function] = replace(spec, environment=spec.environment | overrides)
         yield stack
 
 

@@ -16,7 +16,7 @@ import json
 import re
 import zipfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -525,7 +525,7 @@ def _apply_function_environments(stack: DeployedStack, resources: dict[str, dict
         current = functions.get_function_configuration(FunctionName=spec.name).get("Environment", {}).get("Variables")
         if current != environment:  # moto resolved a Ref to a resource it had not created
             functions.update_function_configuration(FunctionName=spec.name, Environment={"Variables": environment})
-        stack.functions[logical_id] = FunctionSpec(**{**spec.__dict__, "environment": environment})
+        stack.functions[logical_id] = replace(spec, environment=environment)
 
 
 def _collect_queue_sources(stack: DeployedStack, resources: dict[str, dict[str, Any]], wiring: _Wiring) -> None:

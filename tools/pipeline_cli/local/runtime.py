@@ -14,8 +14,9 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TextIO
 
 from pipeline_cli.lambda_runtime import Handler, LambdaContext, load_handler
@@ -93,6 +94,22 @@ class LocalFunctions:
         finally:
             sys.stdout = console
             self._output = None
+
+    def update_environment(self, function: str, changes: dict[str, str]) -> None:
+        """UpdateFunctionConfiguration: new variables, and the next invocation is a cold start."""
+        spec = self.stack.functions[function]
+        environment = {**spec.environment, **changes}
+        self.stack.endpoint.client("lambda").update_function_configuration(
+            FunctionName=spec.name, Environment={"Variables": environment}
+        )
+        self.stack.functions[function] = replace(spec, environment=environment)
+        with self._lock:
+            self._handlers.pop(function, None)
+
+    def module(self, function: str) -> ModuleType:
+        """The function's loaded app module (its `clients` are what a fault-injection test hooks)."""
+        handler = self._handler(self.stack.functions[function])
+        return sys.modules[handler.__module__]
 
     def _handler(self, spec: FunctionSpec) -> Handler:
         with self._lock:

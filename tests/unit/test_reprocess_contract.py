@@ -1,0 +1,111 @@
+"""The reprocess workflow's contract with template.yaml: every ${...} in the ASL is substituted
+from something the template defines, and the role may touch exactly what the ASL touches."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from pipeline_cli.lambda_runtime import PROJECT_ROOT
+from pipeline_cli.template import load_template, resource
+
+MACHINE = resource("ReprocessStateMachine")["Properties"]
+ASL_TEXT = (PROJECT_ROOT / MACHINE["DefinitionUri"]).read_text(encoding="utf-8")
+SUBSTITUTIONS: dict[str, Any] = MACHINE["DefinitionSubstitutions"]
+
+
+def referenced_logical_id(value: Any) -> str:
+    if "Ref" in value:
+        return str(value["Ref"])
+    return str(value["Fn::GetAtt"][0])
+
+
+def definition() -> dict[str, Any]:
+    """The ASL with each substitution replaced by a value of the right JSON type."""
+    template = load_template()
+    parameters = template["Parameters"]
+
+    def placeholder(match: re.Match[str]) -> str:
+        source = referenced_logical_id(SUBSTITUTIONS[match.group(1)])
+        if source in parameters and parameters[source]["Type"] == "Number":
+            return str(parameters[source]["Default"])
+        return f"<{match.group(1)}>"
+
+    parsed: dict[str, Any] = json.loads(re.sub(r"\$\{(\w+)\}", placeholder, ASL_TEXT))
+    return parsed
+
+
+def task_states(states: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for state in states.values():
+        if state["Type"] == "Task":
+            yield state
+        for branch in state.get("Branches", []):
+            yield from task_states(branch["States"])
+        if "ItemProcessor" in state:
+            yield from task_states(state["ItemProcessor"]["States"])
+
+
+def test_every_placeholder_is_substituted_and_every_substitution_used() -> None:
+    placeholders = set(re.findall(r"\$\{(\w+)\}", ASL_TEXT))
+    assert placeholders == set(SUBSTITUTIONS)
+
+
+def test_every_substitution_refers_to_something_the_template_defines() -> None:
+    template = load_template()
+    for name, value in SUBSTITUTIONS.items():
+        source = referenced_logical_id(value)
+        assert source in template["Resources"] or source in template["Parameters"], name
+
+
+def test_the_definition_is_valid_json_with_retry_and_catch_where_the_issue_asks() -> None:
+    tasks = list(task_states(definition()["States"]))
+    render = next(task for task in tasks if "ThumbnailFunctionArn" in json.dumps(task["Parameters"]))
+    [retry] = render["Retry"]
+    assert set(retry["ErrorEquals"]) == {
+        "Lambda.ServiceException",
+        "Lambda.AWSLambdaException",
+        "Lambda.SdkClientException",
+        "Lambda.TooManyRequestsException",
+        "TransientError",
+    }
+    assert retry["JitterStrategy"] == "FULL"
+    assert {"IntervalSeconds", "BackoffRate", "MaxAttempts", "MaxDelaySeconds"} <= set(retry)
+    assert render["Catch"][0]["ErrorEquals"] == ["States.ALL"]
+    assert render["Catch"][0]["Next"] == "RecordFailure"
+    top = definition()["States"]["Reprocess"]
+    assert top["Catch"][0]["Next"] == "NotifyFailure"
+
+
+def test_the_role_may_touch_exactly_what_the_definition_touches() -> None:
+    policies = MACHINE["Policies"]
+    invoked = {
+        referenced_logical_id(p["LambdaInvokePolicy"]["FunctionName"]) for p in policies if "LambdaInvokePolicy" in p
+    }
+    published = {
+        referenced_logical_id(p["SNSPublishMessagePolicy"]["TopicName"])
+        for p in policies
+        if "SNSPublishMessagePolicy" in p
+    }
+    updated = {
+        referenced_logical_id(statement["Resource"])
+        for p in policies
+        if "Statement" in p
+        for statement in p["Statement"]
+        if "dynamodb:UpdateItem" in statement["Action"]
+    }
+    tasks = list(task_states(definition()["States"]))
+    used: dict[str, set[str]] = {"lambda": set(), "sns": set(), "dynamodb": set()}
+    for task in tasks:
+        service = task["Resource"].split(":::")[1].split(":")[0]
+        parameters = json.dumps(task["Parameters"])
+        used[service] |= {referenced_logical_id(SUBSTITUTIONS[name]) for name in re.findall(r"<(\w+)>", parameters)}
+    assert used["lambda"] == invoked == {"ThumbnailFunction", "ReprocessStepsFunction"}
+    assert used["sns"] == published == {"ImageEventsTopic"}
+    assert used["dynamodb"] == updated == {"ImagesTable"}
+    assert {task["Resource"] for task in tasks} == {
+        "arn:aws:states:::lambda:invoke",
+        "arn:aws:states:::dynamodb:updateItem",
+        "arn:aws:states:::sns:publish",
+    }
