@@ -4,10 +4,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# checkov gets a venv of its own: its pins conflict with aws-sam-cli's.
+SECURITY_VENV ?= .venv-security
+SECURITY_STAMP := $(SECURITY_VENV)/.installed-stamp
 export SAM_CLI_TELEMETRY ?= 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv test lint typecheck template-lint unit integration demo bench tune deploy-rehearsal lock clean
+.PHONY: help venv test lint typecheck template-lint unit integration demo bench tune deploy-rehearsal lock lock-security security clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -22,7 +25,13 @@ $(STAMP): requirements/dev.txt pyproject.toml
 
 venv: $(STAMP)  ## create the development venv from pinned requirements
 
-test: lint typecheck template-lint $(STAMP)  ## everything CI runs: checks, then unit + integration tests in one pytest run
+$(SECURITY_STAMP): requirements/security.txt
+	test -x $(SECURITY_VENV)/bin/python || $(PYTHON) -m venv $(SECURITY_VENV)
+	$(SECURITY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SECURITY_VENV)/bin/python -m pip install --quiet -r requirements/security.txt
+	touch $(SECURITY_STAMP)
+
+test: lint typecheck template-lint security $(STAMP)  ## everything CI runs: checks, then unit + integration tests in one pytest run
 	$(BIN)/python -m pytest tests
 
 lint: $(STAMP)  ## ruff lint + format check
@@ -34,6 +43,14 @@ typecheck: $(STAMP)  ## mypy (strict)
 
 template-lint: $(STAMP)  ## sam validate --lint (cfn-lint) on template.yaml
 	$(BIN)/sam validate --lint --template template.yaml
+
+# Scanned twice: as written (Metadata skips sit next to the resources) and as deployed, after the
+# SAM transform, where the generated roles, permissions and APIs become visible to the checks;
+# with every optional feature on (checkov leaves out resources whose Condition is false).
+security: $(STAMP) $(SECURITY_STAMP)  ## checkov on template.yaml and on its CloudFormation translation
+	$(BIN)/pipeline translate --all-features -o build/security/template.cfn.json
+	CKV_PARSE_ERROR_FAIL=true CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE $(SECURITY_VENV)/bin/checkov --framework cloudformation \
+	  --skip-download --compact --quiet -f template.yaml -f build/security/template.cfn.json
 
 unit: $(STAMP)  ## unit tests (moto, no network)
 	$(BIN)/python -m pytest tests/unit -q
@@ -59,6 +76,13 @@ lock:  ## re-resolve requirements/dev.in into requirements/dev.txt
 	{ echo "# Pinned development environment, resolved from dev.in by 'make lock'. Do not edit by hand."; \
 	  .venv-lock/bin/pip freeze --exclude-editable; } > requirements/dev.txt
 	rm -rf .venv-lock
+
+lock-security:  ## re-resolve requirements/security.in into requirements/security.txt
+	rm -rf .venv-lock-security && $(PYTHON) -m venv .venv-lock-security
+	.venv-lock-security/bin/pip install --quiet -r requirements/security.in
+	{ echo "# Pinned security scanners, resolved from security.in by 'make lock-security'. Do not edit by hand."; \
+	  .venv-lock-security/bin/pip freeze; } > requirements/security.txt
+	rm -rf .venv-lock-security
 
 clean:  ## remove build outputs (keeps the venv)
 	rm -rf .aws-sam build .pytest_cache .mypy_cache .ruff_cache

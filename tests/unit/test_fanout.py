@@ -113,7 +113,12 @@ def test_every_dead_letter_queue_and_function_has_an_alarm_on_the_alarm_topic() 
     resources = load_template()["Resources"]
     alarms = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
     watched = {(alarm["MetricName"], json.dumps(alarm["Dimensions"][0]["Value"], sort_keys=True)) for alarm in alarms}
-    for queue in ("WebhookDeadLetterQueue", "AuditDeadLetterQueue", "ThumbnailFailuresQueue"):
+    for queue in (
+        "WebhookDeadLetterQueue",
+        "AuditDeadLetterQueue",
+        "ThumbnailFailuresQueue",
+        "CleanupScheduleDeadLetterQueue",
+    ):
         assert ("ApproximateNumberOfMessagesVisible", json.dumps({"Fn::GetAtt": [queue, "QueueName"]})) in watched
     functions = [name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"]
     for function in functions:

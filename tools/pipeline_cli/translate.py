@@ -20,6 +20,15 @@ from pipeline_cli.template import load_template
 
 PLACEHOLDER_BUCKET = "pipeline-local-artifacts"
 
+# Every optional feature turned on (`--all-features`, used by `make security`): checkov leaves out
+# the resources whose Condition is false under the parameters' defaults, so a scan of the defaults
+# would never see the webhook consumer or the upload API.
+ALL_FEATURES = {
+    "WebhookUrl": "https://hooks.example.com/image-pipeline",
+    "EnableUploadApi": "true",
+    "AlarmEmail": "ops@example.com",
+}
+
 
 class _BundledManagedPolicies:
     """Managed-policy lookup without an AWS account.
@@ -58,13 +67,72 @@ def translate_template(
     return translated
 
 
+def with_parameter_defaults(template: dict[str, Any], values: Mapping[str, str]) -> dict[str, Any]:
+    """`template` with `values` as its parameters' defaults, so tools that read a template without
+    parameters (scanners) evaluate its Conditions the way a deployment with `values` would."""
+    updated = copy.deepcopy(template)
+    parameters = updated.get("Parameters", {})
+    if unknown := sorted(set(values) - set(parameters)):
+        raise ValueError(f"not parameters of the template: {', '.join(unknown)}")
+    for name, value in values.items():
+        parameters[name]["Default"] = value
+    return updated
+
+
+def _parameter_default(template: Mapping[str, Any], name: str) -> str:
+    default = template["Parameters"][name].get("Default", "")
+    return ",".join(map(str, default)) if isinstance(default, list) else str(default)
+
+
+def _apply_condition_function(function: str, values: list[Any]) -> bool:
+    if function == "Fn::Equals":
+        return bool(values[0] == values[1])
+    if function == "Fn::Not":
+        return not values[0]
+    if function in ("Fn::And", "Fn::Or"):
+        return (all if function == "Fn::And" else any)(values)
+    raise ValueError(f"cannot evaluate {function} in a condition")
+
+
+def _condition_value(template: Mapping[str, Any], expression: Any) -> Any:
+    """The value of a Conditions expression under the parameters' defaults (Fn::Equals/Not/And/Or)."""
+    if isinstance(expression, list):
+        return [_condition_value(template, item) for item in expression]
+    if not isinstance(expression, dict):
+        return str(expression).lower() if isinstance(expression, bool) else str(expression)
+    ((function, argument),) = expression.items()
+    if function == "Ref":
+        return _parameter_default(template, argument)
+    if function == "Condition":
+        return _condition_value(template, template["Conditions"][argument])
+    return _apply_condition_function(function, _condition_value(template, argument))
+
+
+def false_conditions(template: Mapping[str, Any]) -> list[str]:
+    """Names of the template's Conditions that are false under its parameters' defaults."""
+    conditions = template.get("Conditions", {})
+    return [name for name, expression in conditions.items() if not _condition_value(template, expression)]
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="pipeline translate", description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", type=Path, default=Path("build/template.cfn.json"))
+    parser.add_argument(
+        "--all-features",
+        action="store_true",
+        help="turn every optional feature on and make the parameters' defaults say so (for scanners)",
+    )
     parser.add_argument("overrides", nargs="*", metavar="Key=Value", help="template parameter overrides")
     args = parser.parse_args(argv)
     overrides = dict(item.split("=", 1) for item in args.overrides)
+    if args.all_features:
+        overrides = ALL_FEATURES | overrides
     translated = translate_template(load_template(), overrides)
+    if args.all_features:
+        translated = with_parameter_defaults(translated, overrides)
+        if off := false_conditions(translated):
+            print(f"conditions still false with --all-features: {', '.join(off)}; extend ALL_FEATURES", file=sys.stderr)
+            return 1
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(translated, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     print(f"wrote {args.output} ({len(translated['Resources'])} resources)", file=sys.stderr)

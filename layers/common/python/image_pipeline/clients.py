@@ -49,6 +49,13 @@ class AwsClients:
         return self._client("s3")  # type: ignore[no-any-return]
 
     @cached_property
+    def s3_presigner(self) -> S3Client:
+        """S3 for presigned requests: SigV4, which every region accepts (botocore presigns POSTs
+        with legacy SigV2 unless told otherwise)."""
+        config = self._client_kwargs["config"].merge(Config(signature_version="s3v4"))
+        return self.session.client("s3", **{**self._client_kwargs, "config": config})
+
+    @cached_property
     def dynamodb(self) -> DynamoDBClient:
         return self._client("dynamodb")  # type: ignore[no-any-return]
 

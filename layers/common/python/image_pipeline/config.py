@@ -16,6 +16,9 @@ from urllib.parse import urlsplit
 T = TypeVar("T")
 
 RENDITION_FORMATS = ("JPEG", "WEBP")
+# Largest original, in bytes: the thumbnailer's MAX_SOURCE_BYTES and the presigned upload's limit
+# (MAX_UPLOAD_BYTES); the template sets both from one parameter, MaxUploadBytes.
+DEFAULT_MAX_SOURCE_BYTES = 100_000_000
 
 
 class ConfigError(ValueError):
@@ -86,6 +89,16 @@ class _EnvReader:
 
         return self._read(name, parse, default)
 
+    def prefix(self, name: str, default: str) -> str:
+        """An S3 key prefix: ends with '/', so "uploads" cannot also match "uploads-old/"."""
+
+        def parse(raw: str) -> str:
+            if not raw.endswith("/"):
+                raise ValueError("must end with '/'")
+            return raw
+
+        return self._read(name, parse, default)
+
     def sizes(self, name: str, default: tuple[int, ...] | None = None) -> tuple[int, ...]:
         return self._read(name, parse_sizes, default)
 
@@ -132,7 +145,7 @@ class ThumbnailSettings:
             rendition_format=env.choice("RENDITION_FORMAT", RENDITION_FORMATS, "JPEG"),
             rendition_quality=env.integer("RENDITION_QUALITY", 82, minimum=1, maximum=100),
             max_pixels=env.integer("MAX_PIXELS", 50_000_000, minimum=1),
-            max_source_bytes=env.integer("MAX_SOURCE_BYTES", 100_000_000, minimum=1),
+            max_source_bytes=env.integer("MAX_SOURCE_BYTES", DEFAULT_MAX_SOURCE_BYTES, minimum=1),
             upload_concurrency=env.integer("UPLOAD_CONCURRENCY", 4, minimum=1, maximum=32),
         )
         env.raise_if_invalid(cls.__name__)
@@ -196,11 +209,9 @@ class AuditSettings:
         env = _EnvReader(os.environ if environ is None else environ)
         settings = cls(
             archive_bucket=env.text("ARCHIVE_BUCKET"),
-            archive_prefix=env.text("ARCHIVE_PREFIX", "archive/"),
+            archive_prefix=env.prefix("ARCHIVE_PREFIX", "archive/"),
             idempotency=IdempotencySettings.read(env),
         )
-        if settings.archive_prefix and not settings.archive_prefix.endswith("/"):
-            env.problems.append(f"ARCHIVE_PREFIX={settings.archive_prefix!r}: must end with '/'")
         env.raise_if_invalid(cls.__name__)
         return settings
 
@@ -240,6 +251,27 @@ class ReprocessSettings:
         settings = cls(
             images_table=env.text("IMAGES_TABLE"),
             page_size=env.integer("REPROCESS_PAGE_SIZE", 200, minimum=1, maximum=1000),
+        )
+        env.raise_if_invalid(cls.__name__)
+        return settings
+
+
+@dataclass(frozen=True)
+class UploadUrlSettings:
+    ingest_bucket: str
+    upload_prefix: str
+    max_upload_bytes: int  # the thumbnailer's MAX_SOURCE_BYTES: larger uploads would only fail there
+    url_expiry_seconds: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> UploadUrlSettings:
+        env = _EnvReader(os.environ if environ is None else environ)
+        settings = cls(
+            ingest_bucket=env.text("INGEST_BUCKET"),
+            upload_prefix=env.prefix("UPLOAD_PREFIX", "uploads/"),
+            # S3 takes at most 5 GB in one POST.
+            max_upload_bytes=env.integer("MAX_UPLOAD_BYTES", DEFAULT_MAX_SOURCE_BYTES, minimum=1, maximum=5 * 10**9),
+            url_expiry_seconds=env.integer("UPLOAD_URL_EXPIRY_SECONDS", 300, minimum=1, maximum=3600),
         )
         env.raise_if_invalid(cls.__name__)
         return settings

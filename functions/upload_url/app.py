@@ -1,0 +1,51 @@
+"""UploadUrlFunction: POST /uploads on UploadApi -> a presigned S3 POST for one image.
+
+Body: {"content_type": "image/jpeg", "size": 123456 (optional), "name": "holiday/cat.jpg" (optional)}.
+200 with {url, fields, key, content_type, max_bytes, expires_at}; 400 with {"message": why} for a
+request that cannot be granted. S3 enforces the limits when the caller posts the file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.event_handler.exceptions import BadRequestError
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from image_pipeline.clients import AwsClients
+from image_pipeline.config import UploadUrlSettings
+from image_pipeline.uploads import UploadRequest, UploadRequestError, UploadSigner
+
+settings = UploadUrlSettings.from_env()
+clients = AwsClients()  # created on first use, reused by warm invocations; tests replace it
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+app = APIGatewayHttpResolver()
+
+
+@app.post("/uploads")
+def create_upload() -> dict[str, Any]:
+    # Who asked (IAM-authorised route): with the key, this ties every object to a caller in the logs.
+    logger.append_keys(caller=app.current_event.request_context.authorizer.iam.user_arn or None)
+    try:
+        request = UploadRequest.from_body(app.current_event.decoded_body)
+        upload = UploadSigner(clients.s3_presigner, settings).presign(request)
+    except UploadRequestError as error:
+        metrics.add_metric(name="UploadRequestsRejected", unit=MetricUnit.Count, value=1)
+        logger.info("upload request rejected", extra={"reason": str(error)})
+        raise BadRequestError(str(error)) from error
+    metrics.add_metric(name="UploadUrlsIssued", unit=MetricUnit.Count, value=1)
+    logger.info("presigned upload issued", extra={"key": upload.key, "max_bytes": upload.max_bytes})
+    return upload.to_dict()
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,193 @@
+"""The template's security promises, checked on what CloudFormation would deploy.
+
+The SAM translation with every optional feature on (the same one `make security` scans with
+checkov) is where SAM's generated roles and policies become visible. checkov covers the common
+rules; these tests hold the project's own promises, including ones checkov has no check for
+(TLS-only bucket policies, a retained log group per function, wildcard-free grants).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pipeline_cli.template import load_template
+from pipeline_cli.translate import ALL_FEATURES, false_conditions, translate_template, with_parameter_defaults
+
+# Actions that support no resource-level permissions: AWS requires Resource "*" for them.
+WILDCARD_RESOURCE_ACTIONS = {
+    # Step Functions' vended log delivery (Step Functions developer guide, "Logging").
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+    # X-Ray segments and sampling; CloudWatch custom metrics (the functions use EMF logs instead).
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    "cloudwatch:PutMetricData",
+}
+# The AWS-managed policies SAM attaches, and why each is acceptable.
+SAM_MANAGED_POLICIES = {
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",  # writing the function's own logs
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",  # Tracing: Active; X-Ray takes no resource ARNs
+    # SQS event sources; every role that has it also Denies its actions on any other queue.
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole",
+}
+SQS_POLLER_ACTIONS = {
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+}
+
+
+@pytest.fixture(scope="module")
+def resources() -> dict[str, dict[str, Any]]:
+    translated: dict[str, dict[str, Any]] = translate_template(load_template(), ALL_FEATURES)["Resources"]
+    return translated
+
+
+def of_type(resources: dict[str, dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    found = {logical_id: r for logical_id, r in resources.items() if r["Type"] == kind}
+    assert found, f"no {kind} in the template"
+    return found
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def statements(document: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield from as_list(document["Statement"])
+
+
+def test_the_scan_sees_every_optional_feature() -> None:
+    """checkov leaves out resources whose Condition is false: the scan turns every feature on."""
+    assert false_conditions(translate_template(load_template())) != []  # off by default...
+    translated = with_parameter_defaults(translate_template(load_template(), ALL_FEATURES), ALL_FEATURES)
+    assert false_conditions(translated) == []  # ...and all on for the scan
+
+
+def test_every_checkov_skip_in_the_template_says_why() -> None:
+    skips = [
+        (logical_id, skip)
+        for logical_id, resource in load_template()["Resources"].items()
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    ]
+    assert skips
+    for logical_id, skip in skips:
+        assert skip["id"].startswith("CKV"), (logical_id, skip)
+        assert len(skip.get("comment", "")) >= 40, f"{logical_id} skips {skip['id']} without a real reason"
+
+
+def test_every_bucket_blocks_public_access_is_encrypted_and_refuses_plain_http(
+    resources: dict[str, dict[str, Any]],
+) -> None:
+    policies = {
+        r["Properties"]["Bucket"]["Ref"]: r["Properties"]["PolicyDocument"]
+        for r in of_type(resources, "AWS::S3::BucketPolicy").values()
+    }
+    for logical_id, bucket in of_type(resources, "AWS::S3::Bucket").items():
+        properties = bucket["Properties"]
+        assert set(properties["PublicAccessBlockConfiguration"].values()) == {True}, logical_id
+        assert properties["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}], logical_id
+        assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"], logical_id
+        tls_only = [
+            s
+            for s in statements(policies[logical_id])
+            if s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        ]
+        assert len(tls_only) == 1, f"{logical_id} has no TLS-only statement"
+        assert tls_only[0]["Principal"] == "*"
+        assert tls_only[0]["Action"] == "s3:*"
+        assert tls_only[0]["Resource"] == [
+            {"Fn::GetAtt": [logical_id, "Arn"]},
+            {"Fn::Sub": f"${{{logical_id}.Arn}}/*"},
+        ]
+        if logical_id != "AccessLogsBucket":
+            assert properties["LoggingConfiguration"]["DestinationBucketName"] == {"Ref": "AccessLogsBucket"}
+
+
+def test_queues_topics_and_tables_are_encrypted_tables_recoverable_and_keys_rotated(
+    resources: dict[str, dict[str, Any]],
+) -> None:
+    for logical_id, queue in of_type(resources, "AWS::SQS::Queue").items():
+        properties = queue["Properties"]
+        assert properties.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in properties, logical_id
+    for logical_id, topic in of_type(resources, "AWS::SNS::Topic").items():
+        assert topic["Properties"]["KmsMasterKeyId"], logical_id
+    for logical_id, table in of_type(resources, "AWS::DynamoDB::Table").items():
+        assert table["Properties"]["SSESpecification"] == {"SSEEnabled": True}, logical_id
+        assert table["Properties"]["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    for logical_id, key in of_type(resources, "AWS::KMS::Key").items():
+        assert key["Properties"]["EnableKeyRotation"] is True, logical_id
+
+
+def test_every_function_has_reserved_concurrency_and_a_log_group_with_retention(
+    resources: dict[str, dict[str, Any]],
+) -> None:
+    log_groups = of_type(resources, "AWS::Logs::LogGroup")
+    for logical_id, group in log_groups.items():
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, logical_id
+    function_log_names = {json.dumps(group["Properties"].get("LogGroupName")) for group in log_groups.values()}
+    for logical_id, function in of_type(resources, "AWS::Lambda::Function").items():
+        assert "ReservedConcurrentExecutions" in function["Properties"], f"{logical_id}: no reserved concurrency"
+        expected_name = json.dumps({"Fn::Sub": f"/aws/lambda/${{{logical_id}}}"})
+        assert expected_name in function_log_names, f"{logical_id}: no log group with retention"
+
+
+def test_roles_grant_no_wildcard_actions_and_wildcard_resources_only_where_aws_requires(
+    resources: dict[str, dict[str, Any]],
+) -> None:
+    for logical_id, role in of_type(resources, "AWS::IAM::Role").items():
+        for policy in role["Properties"].get("Policies", []):
+            for statement in statements(policy["PolicyDocument"]):
+                actions = as_list(statement["Action"])
+                assert not any("*" in action for action in actions), (logical_id, actions)
+                if statement["Effect"] == "Allow" and "*" in as_list(statement.get("Resource")):
+                    assert set(actions) <= WILDCARD_RESOURCE_ACTIONS, (logical_id, actions)
+
+
+def test_managed_policies_are_sams_defaults_and_the_sqs_one_is_narrowed_to_the_own_queue(
+    resources: dict[str, dict[str, Any]],
+) -> None:
+    for logical_id, role in of_type(resources, "AWS::IAM::Role").items():
+        managed = set(role["Properties"].get("ManagedPolicyArns", []))
+        assert managed <= SAM_MANAGED_POLICIES, (logical_id, managed - SAM_MANAGED_POLICIES)
+        if "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole" in managed:
+            narrowing = [
+                s
+                for policy in role["Properties"]["Policies"]
+                for s in statements(policy["PolicyDocument"])
+                if s["Effect"] == "Deny" and set(as_list(s["Action"])) == SQS_POLLER_ACTIONS and "NotResource" in s
+            ]
+            assert len(narrowing) == 1, f"{logical_id} may poll every queue in the account"
+
+
+def test_resource_policies_grant_nothing_to_everyone_and_no_wildcard_actions(
+    resources: dict[str, dict[str, Any]],
+) -> None:
+    documents = [
+        (logical_id, r["Properties"]["PolicyDocument"])
+        for kind in ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy")
+        for logical_id, r in of_type(resources, kind).items()
+    ] + [(logical_id, r["Properties"]["KeyPolicy"]) for logical_id, r in of_type(resources, "AWS::KMS::Key").items()]
+    for logical_id, document in documents:
+        for statement in statements(document):
+            if statement["Effect"] != "Allow":
+                continue  # a Deny with a wildcard (TLS-only) takes away, it grants nothing
+            assert statement["Principal"] not in ("*", {"AWS": "*"}), logical_id
+            wildcard = [a for a in as_list(statement["Action"]) if "*" in a]
+            # The default key policy: the account administers the key through IAM (else it could
+            # become unmanageable); IAM policies, which hold no kms:* grant, decide who may use it.
+            account_root = {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
+            assert not wildcard or (wildcard == ["kms:*"] and statement["Principal"] == account_root), logical_id
