@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -20,13 +20,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from image_pipeline.archive import IDEMPOTENCY_KEY_PREFIX, ArchiveBatch
 from image_pipeline.clients import AwsClients
 from image_pipeline.config import AuditSettings
+from image_pipeline.observability import trace_lambda_handler
 from image_pipeline.subscriber import EventClaims, idempotency_config, idempotency_store, parse_delivered_event
 
 settings = AuditSettings.from_env()
 clients = AwsClients()  # created on first use, reused by warm invocations; tests replace it
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
 processor = BatchProcessor(event_type=EventType.SQS, logger=logger)  # type: ignore[arg-type]  # a logging.Logger twin
 
 
@@ -37,7 +37,7 @@ def claims_for(aws: AwsClients) -> EventClaims:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@trace_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     batch = ArchiveBatch(

@@ -8,20 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from image_pipeline.cleanup import Cleanup
 from image_pipeline.clients import AwsClients
 from image_pipeline.config import CleanupSettings
+from image_pipeline.observability import trace_lambda_handler
 from image_pipeline.repository import ImagesRepository
 
 settings = CleanupSettings.from_env()
 clients = AwsClients()  # created on first use, reused by warm invocations; tests replace it
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
 
 # Stop starting new pages this long before the function's timeout; the next run resumes.
 SAFETY_MARGIN_MS = 20_000
@@ -29,7 +29,7 @@ COUNTS = ("items_checked", "timed_out", "originals_gone", "renditions_deleted", 
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@trace_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     dry_run = event.get("dry_run")

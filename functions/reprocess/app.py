@@ -9,21 +9,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from image_pipeline.clients import AwsClients
 from image_pipeline.config import ReprocessSettings
+from image_pipeline.observability import trace_lambda_handler
 from image_pipeline.reprocess import InvalidRequest, ReprocessRequest, list_images, tally
 
 settings = ReprocessSettings.from_env()
 clients = AwsClients()  # created on first use, reused by warm invocations; tests replace it
 logger = Logger()
-tracer = Tracer()
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@trace_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     action = event.get("action")
     if action == "list":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError
 from aws_lambda_powertools.logging import correlation_paths
@@ -18,13 +18,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from image_pipeline.clients import AwsClients
 from image_pipeline.config import UploadUrlSettings
+from image_pipeline.observability import trace_lambda_handler
 from image_pipeline.uploads import UploadRequest, UploadRequestError, UploadSigner
 
 settings = UploadUrlSettings.from_env()
 clients = AwsClients()  # created on first use, reused by warm invocations; tests replace it
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
 app = APIGatewayHttpResolver()
 
 
@@ -45,7 +45,7 @@ def create_upload() -> dict[str, Any]:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
-@tracer.capture_lambda_handler
+@trace_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
