@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote_plus
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -19,6 +19,7 @@ from image_pipeline.clients import AwsClients
 from image_pipeline.config import ThumbnailSettings, parse_sizes
 from image_pipeline.events import EventPublisher
 from image_pipeline.keys import ObjectRef
+from image_pipeline.observability import trace_lambda_handler
 from image_pipeline.repository import ImagesRepository
 from image_pipeline.thumbnailer import Outcome, Result, Thumbnailer
 
@@ -26,7 +27,6 @@ settings = ThumbnailSettings.from_env()
 clients = AwsClients()  # created on first use, reused by warm invocations; tests replace it
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
 
 S3_REQUEST_ID = 'Records[0].responseElements."x-amz-request-id"'
 
@@ -55,14 +55,6 @@ def refs_from_s3_event(event: S3Event) -> list[ObjectRef]:
     ]
 
 
-def ref_for_current_version(aws: AwsClients, request: dict[str, Any]) -> ObjectRef:
-    bucket, key = str(request["bucket"]), str(request["key"])
-    head = aws.s3.head_object(Bucket=bucket, Key=key)
-    return ObjectRef(
-        bucket=bucket, key=key, etag=head["ETag"].strip('"'), sequencer="", version_id=head.get("VersionId")
-    )
-
-
 def _record(result: Result) -> None:
     metrics.add_metric(name=f"Images{result.outcome.value.title()}", unit=MetricUnit.Count, value=1)
     if result.outcome is Outcome.SUCCEEDED:
@@ -72,13 +64,15 @@ def _record(result: Result) -> None:
 
 
 @logger.inject_lambda_context(correlation_id_path=S3_REQUEST_ID)
-@tracer.capture_lambda_handler
+@trace_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     thumbnailer = build_thumbnailer(clients)
     if "Records" not in event:
         sizes = parse_sizes(",".join(map(str, event["sizes"]))) if event.get("sizes") else None
-        result = thumbnailer.process(ref_for_current_version(clients, event), force=True, sizes=sizes)
+        # A gone object raises ImageRejected: the workflow records it on the item, never retries it.
+        ref = thumbnailer.current_version(str(event["bucket"]), str(event["key"]))
+        result = thumbnailer.process(ref, force=True, sizes=sizes)
         _record(result)
         return result.to_dict()
     results = [thumbnailer.process(ref) for ref in refs_from_s3_event(S3Event(event))]

@@ -95,8 +95,8 @@ def test_one_image_failing_for_good_is_recorded_and_the_others_succeed(pipeline:
     lost = items[keys[0]]
     assert lost["status"] == "FAILED"
     assert lost["error"]["reason"] == "reprocess_failed"
-    assert lost["error"]["detail"] == "ClientError"
-    assert "404" in lost["error"]["cause"] or "Not Found" in lost["error"]["cause"]
+    assert lost["error"]["detail"] == "ImageRejected"  # permanent: caught at once, not retried
+    assert json.loads(lost["error"]["cause"])["errorMessage"].startswith("source_missing")
     for key in keys[1:]:
         assert items[key]["status"] == "SUCCEEDED"
         assert [rendition["size"] for rendition in items[key]["renditions"]] == [256]

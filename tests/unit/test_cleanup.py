@@ -16,6 +16,7 @@ from image_pipeline.keys import ObjectRef, image_id_for
 from image_pipeline.repository import ImagesRepository
 from pipeline_cli.imagefactory import make_jpeg
 from pipeline_cli.lambda_runtime import LambdaContext, load_handler
+from pipeline_cli.template import resource
 from tests.s3events import s3_put_event
 from tests.stack import TestStack
 
@@ -178,3 +179,28 @@ def test_the_handler_runs_dry_on_request_and_reports_counts(stack: TestStack, in
     assert stack.rendition_keys() == []
     with pytest.raises(ValueError, match="dry_run"):
         handler({"dry_run": "yes"}, context)
+
+
+def test_the_role_can_tell_a_gone_original_from_a_forbidden_one() -> None:
+    """S3 answers HEAD of a missing key 404 only to a caller that may list the bucket (403
+    otherwise): the job must be able to read and list exactly the ingest bucket, by its name."""
+    ingest_name = resource("IngestBucket")["Properties"]["BucketName"]["Fn::Sub"]
+    bucket_arn = "arn:${AWS::Partition}:s3:::" + ingest_name
+    statements = [
+        statement
+        for policy in resource("CleanupFunction")["Properties"]["Policies"]
+        for statement in policy.get("Statement", [])
+    ]
+
+    def granted(action: str) -> list[Any]:
+        return [
+            target
+            for statement in statements
+            if action in statement["Action"]
+            for target in (
+                statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            )
+        ]
+
+    assert {"Fn::Sub": bucket_arn + "/*"} in granted("s3:GetObject")
+    assert {"Fn::Sub": bucket_arn} in granted("s3:ListBucket")

@@ -8,33 +8,15 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from pipeline_cli.lambda_runtime import PROJECT_ROOT
-from pipeline_cli.template import load_template, resource
-
-MACHINE = resource("ReprocessStateMachine")["Properties"]
-ASL_TEXT = (PROJECT_ROOT / MACHINE["DefinitionUri"]).read_text(encoding="utf-8")
-SUBSTITUTIONS: dict[str, Any] = MACHINE["DefinitionSubstitutions"]
-
-
-def referenced_logical_id(value: Any) -> str:
-    if "Ref" in value:
-        return str(value["Ref"])
-    return str(value["Fn::GetAtt"][0])
+from pipeline_cli.template import load_template
+from tests import statemachine
+from tests.statemachine import ASL_TEXT, MACHINE, PLACEHOLDER, SUBSTITUTIONS, referenced_logical_id
 
 
 def definition() -> dict[str, Any]:
-    """The ASL with each substitution replaced by a value of the right JSON type."""
-    template = load_template()
-    parameters = template["Parameters"]
-
-    def placeholder(match: re.Match[str]) -> str:
-        source = referenced_logical_id(SUBSTITUTIONS[match.group(1)])
-        if source in parameters and parameters[source]["Type"] == "Number":
-            return str(parameters[source]["Default"])
-        return f"<{match.group(1)}>"
-
-    parsed: dict[str, Any] = json.loads(re.sub(r"\$\{(\w+)\}", placeholder, ASL_TEXT))
-    return parsed
+    """The ASL with parameters at their defaults and each resource as "<SubstitutionName>"."""
+    resources = {referenced_logical_id(value): f"<{name}>" for name, value in SUBSTITUTIONS.items()}
+    return statemachine.definition(statemachine.resolve(resources))
 
 
 def task_states(states: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -48,7 +30,7 @@ def task_states(states: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def test_every_placeholder_is_substituted_and_every_substitution_used() -> None:
-    placeholders = set(re.findall(r"\$\{(\w+)\}", ASL_TEXT))
+    placeholders = set(PLACEHOLDER.findall(ASL_TEXT))
     assert placeholders == set(SUBSTITUTIONS)
 
 
@@ -88,24 +70,30 @@ def test_the_role_may_touch_exactly_what_the_definition_touches() -> None:
         for p in policies
         if "SNSPublishMessagePolicy" in p
     }
+    statements = [statement for p in policies if "Statement" in p for statement in p["Statement"]]
     updated = {
         referenced_logical_id(statement["Resource"])
-        for p in policies
-        if "Statement" in p
-        for statement in p["Statement"]
+        for statement in statements
         if "dynamodb:UpdateItem" in statement["Action"]
     }
+    [started] = [statement["Resource"] for statement in statements if "states:StartExecution" in statement["Action"]]
     tasks = list(task_states(definition()["States"]))
-    used: dict[str, set[str]] = {"lambda": set(), "sns": set(), "dynamodb": set()}
+    used: dict[str, set[str]] = {"lambda": set(), "sns": set(), "dynamodb": set(), "states": set()}
     for task in tasks:
         service = task["Resource"].split(":::")[1].split(":")[0]
         parameters = json.dumps(task["Parameters"])
         used[service] |= {referenced_logical_id(SUBSTITUTIONS[name]) for name in re.findall(r"<(\w+)>", parameters)}
+        if service == "states":  # ContinueAsNew: this very state machine, from the context object
+            used[service].add(task["Parameters"]["StateMachineArn.$"])
     assert used["lambda"] == invoked == {"ThumbnailFunction", "ReprocessStepsFunction"}
     assert used["sns"] == published == {"ImageEventsTopic"}
     assert used["dynamodb"] == updated == {"ImagesTable"}
+    assert used["states"] == {"$$.StateMachine.Id"}
+    # ... whose ARN the role names through the machine's own Name, and nothing else
+    assert started["Fn::Sub"].endswith(":stateMachine:" + MACHINE["Name"]["Fn::Sub"])
     assert {task["Resource"] for task in tasks} == {
         "arn:aws:states:::lambda:invoke",
         "arn:aws:states:::dynamodb:updateItem",
         "arn:aws:states:::sns:publish",
+        "arn:aws:states:::states:startExecution",
     }

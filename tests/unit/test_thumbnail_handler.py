@@ -10,8 +10,10 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import pytest
+from botocore.stub import Stubber
 from PIL import Image
 
+from image_pipeline.errors import ImageRejected, RejectReason, TransientError
 from image_pipeline.keys import image_id_for
 from pipeline_cli.imagefactory import make_jpeg, make_png
 from pipeline_cli.lambda_runtime import load_handler
@@ -196,8 +198,19 @@ def test_a_direct_reprocess_request_re_renders_the_current_version_at_the_reques
     assert sorted(stack.rendition_keys()) == sorted(rendition["key"] for rendition in item["renditions"])
 
 
-def test_a_direct_request_for_a_deleted_object_raises_so_the_workflow_records_it(
+def test_a_direct_request_for_a_deleted_object_fails_for_good_so_the_workflow_records_it(
     stack: TestStack, invoke: Invoke
 ) -> None:
-    with pytest.raises(Exception, match=r"404|Not Found|NoSuchKey"):
+    # ImageRejected is not in the workflow's Retry list: caught at once and written on the item.
+    with pytest.raises(ImageRejected) as raised:
         invoke({"bucket": stack.ingest_bucket, "key": "uploads/never-uploaded.jpg"})
+    assert raised.value.reason is RejectReason.SOURCE_MISSING
+
+
+def test_a_direct_request_that_cannot_read_the_object_metadata_is_transient(stack: TestStack, invoke: Invoke) -> None:
+    stack.put_upload("uploads/there.jpg", make_jpeg(64, 48))
+    with Stubber(stack.clients.s3) as s3:
+        s3.add_client_error("head_object", service_error_code="ExpiredToken", http_status_code=400)
+        with pytest.raises(TransientError, match="ExpiredToken"):
+            invoke({"bucket": stack.ingest_bucket, "key": "uploads/there.jpg"})
+    assert stack.item(image_id_for(stack.ingest_bucket, "uploads/there.jpg")) is None

@@ -5,7 +5,10 @@ of a function named in `handlers` (from boto3, from moto's Step Functions execut
 `mock_aws` or an in-process moto server) calls that handler with the event and a Lambda-like
 context. A raised exception becomes what Lambda returns for an unhandled error: the
 `FunctionError` flag and `{"errorType", "errorMessage", "stackTrace"}`, so Step Functions
-names the error after the exception class (Retry/Catch on "TransientError" match).
+names the error after the exception class (Retry/Catch on "TransientError" match). It does so
+for both Task styles, `arn:aws:states:::lambda:invoke` and a bare function ARN, in moto's
+executor as on AWS; only the integration names Lambda's own failures `Lambda.<Exception>`
+(moto calls them "Exception" behind a bare ARN), so the project's ASL uses the integration.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from aws_lambda_powertools.shared import constants
 from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
@@ -32,5 +32,4 @@ def trace_lambda_handler(handler: Handler) -> Handler:
         return handler
     from aws_lambda_powertools import Tracer
 
-    traced: Handler = Tracer().capture_lambda_handler(handler)
-    return traced
+    return cast("Handler", Tracer().capture_lambda_handler(handler))

@@ -83,6 +83,20 @@ def _aws_errors_are_transient(action: str) -> Iterator[None]:
         raise TransientError(f"{action} failed: {error}") from error
 
 
+@contextmanager
+def _missing_source_is_rejected(action: str) -> Iterator[None]:
+    """A gone object can never be processed (no retry brings it back); other failures can."""
+    try:
+        yield
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in _MISSING_SOURCE_CODES:
+            raise ImageRejected(RejectReason.SOURCE_MISSING, f"the object is gone ({code})") from error
+        raise TransientError(f"{action} failed: {error}") from error
+    except BotoCoreError as error:
+        raise TransientError(f"{action} failed: {error}") from error
+
+
 class Thumbnailer:
     def __init__(
         self,
@@ -104,6 +118,17 @@ class Thumbnailer:
             format=self.settings.rendition_format,
             quality=self.settings.rendition_quality,
             max_pixels=self.settings.max_pixels,
+        )
+
+    def current_version(self, bucket: str, key: str) -> ObjectRef:
+        """The object's current version, for a request that names only bucket and key (reprocess).
+
+        Raises ImageRejected (source_missing) when it is gone, TransientError on other failures.
+        """
+        with _missing_source_is_rejected(f"reading the metadata of s3://{bucket}/{key}"):
+            head = self._s3.head_object(Bucket=bucket, Key=key)
+        return ObjectRef(
+            bucket=bucket, key=key, etag=head["ETag"].strip('"'), sequencer="", version_id=head.get("VersionId")
         )
 
     def process(self, ref: ObjectRef, *, force: bool = False, sizes: tuple[int, ...] | None = None) -> Result:
@@ -159,13 +184,8 @@ class Thumbnailer:
         request: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
         if ref.version_id:
             request["VersionId"] = ref.version_id
-        try:
+        with _missing_source_is_rejected(f"reading s3://{ref.bucket}/{ref.key}"):
             response = self._s3.get_object(**request)
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            if code in _MISSING_SOURCE_CODES:
-                raise ImageRejected(RejectReason.SOURCE_MISSING, f"the object is gone ({code})") from error
-            raise TransientError(f"reading s3://{ref.bucket}/{ref.key} failed: {error}") from error
         length = response["ContentLength"]
         if length > self.settings.max_source_bytes:
             response["Body"].close()
