@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from pipeline_cli.imagefactory import make_jpeg, make_png
+from pipeline_cli.local.deploy import DeployError, verify
 from pipeline_cli.local.session import LocalPipeline, local_pipeline
 from pipeline_cli.local.webhook_receiver import WebhookServer
 from pipeline_cli.redrive import redrive
@@ -155,3 +156,13 @@ def test_an_aws_failure_is_retried_then_the_event_goes_to_the_on_failure_queue(p
     # the item is left PROCESSING, never SUCCEEDED without renditions (the cleanup job times it out)
     (item,) = pipeline.items()
     assert item["status"] == "PROCESSING"
+
+
+def test_verification_asks_the_service_not_the_stack_listing(pipeline: LocalPipeline) -> None:
+    # moto once reported a state machine its backend had failed to create: presence in the
+    # stack's resource list proves nothing, so every resource is looked up where it lives.
+    pipeline.sqs.delete_queue(QueueUrl=pipeline.output("AuditDeadLetterQueueUrl"))
+    resources = {logical_id: pipeline.stack.template["Resources"][logical_id] for logical_id in pipeline.stack.active}
+
+    with pytest.raises(DeployError, match=r"AuditDeadLetterQueue \(AWS::SQS::Queue\): reported as"):
+        verify(pipeline.stack, resources)

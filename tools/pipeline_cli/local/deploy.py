@@ -352,6 +352,17 @@ class _Wiring:
         if applied:
             self.stack.wired[logical_id] = ", ".join(applied)
 
+    def kms_key(self, logical_id: str, properties: dict[str, Any]) -> None:
+        """moto's CloudFormation stores KeyPolicy as the template's object, which its own
+        DescribeKey then cannot read: set it again through the API, as JSON text."""
+        if "KeyPolicy" in properties:
+            self.endpoint.client("kms").put_key_policy(
+                KeyId=self.stack.physical_ids[logical_id],
+                PolicyName="default",
+                Policy=json.dumps(properties["KeyPolicy"]),
+            )
+            self.stack.wired[logical_id] = "key policy"
+
     def state_machine(self, logical_id: str, properties: dict[str, Any]) -> None:
         """moto reads only DefinitionString: fetch the packaged file and substitute, as CloudFormation does."""
         substitutions = properties.get("DefinitionSubstitutions", {})
@@ -406,9 +417,11 @@ _COMPLETED_BY_RUNNER: dict[str, Callable[[_Wiring, str, dict[str, Any]], None]] 
     "AWS::S3::Bucket": _Wiring.bucket,
     "AWS::DynamoDB::Table": _Wiring.table,
     "AWS::StepFunctions::StateMachine": _Wiring.state_machine,
+    "AWS::KMS::Key": _Wiring.kms_key,
 }
 # Order matters: secrets before the functions' environment is read, policies before subscriptions.
 _WIRING_ORDER = [
+    "AWS::KMS::Key",
     "AWS::SecretsManager::Secret",
     "AWS::S3::Bucket",
     "AWS::DynamoDB::Table",
@@ -556,12 +569,64 @@ def _collect_queue_sources(stack: DeployedStack, resources: dict[str, dict[str, 
         sqs_backends[account][region].queues[queue_name].lambda_event_source_mappings.clear()
 
 
+# How to ask the service whether a resource of each type really exists: moto's CloudFormation
+# can report a physical id for something its backend failed to create (it did so for state
+# machines), so presence in the stack's resource list is not enough.
+_PROBES: dict[str, Callable[[Endpoint, str], Any]] = {
+    "AWS::S3::Bucket": lambda e, pid: e.client("s3").head_bucket(Bucket=pid),
+    "AWS::DynamoDB::Table": lambda e, pid: e.client("dynamodb").describe_table(TableName=pid),
+    "AWS::SQS::Queue": lambda e, pid: e.client("sqs").get_queue_url(QueueName=pid.rsplit("/", 1)[1]),
+    "AWS::SNS::Topic": lambda e, pid: e.client("sns").get_topic_attributes(TopicArn=pid),
+    "AWS::SNS::Subscription": lambda e, pid: e.client("sns").get_subscription_attributes(SubscriptionArn=pid),
+    "AWS::Lambda::Function": lambda e, pid: e.client("lambda").get_function(FunctionName=pid),
+    "AWS::Lambda::EventSourceMapping": lambda e, pid: e.client("lambda").get_event_source_mapping(UUID=pid),
+    "AWS::IAM::Role": lambda e, pid: e.client("iam").get_role(RoleName=pid),
+    "AWS::KMS::Key": lambda e, pid: e.client("kms").describe_key(KeyId=pid),
+    "AWS::SecretsManager::Secret": lambda e, pid: e.client("secretsmanager").describe_secret(SecretId=pid),
+    "AWS::StepFunctions::StateMachine": lambda e, pid: e.client("stepfunctions").describe_state_machine(
+        stateMachineArn=pid
+    ),
+    "AWS::CloudWatch::Alarm": lambda e, pid: _exactly_one(
+        e.client("cloudwatch").describe_alarms(AlarmNames=[pid])["MetricAlarms"], pid
+    ),
+    "AWS::Scheduler::Schedule": lambda e, pid: e.client("scheduler").get_schedule(Name=pid),
+    "AWS::Logs::LogGroup": lambda e, pid: _exactly_one(
+        [
+            g
+            for g in e.client("logs").describe_log_groups(logGroupNamePrefix=pid)["logGroups"]
+            if g["logGroupName"] == pid
+        ],
+        pid,
+    ),
+}
+
+
+def _exactly_one(found: list[Any], name: str) -> Any:
+    if len(found) != 1:
+        raise DeployError(f"{name}: found {len(found)}")
+    return found[0]
+
+
 def verify(stack: DeployedStack, resources: dict[str, dict[str, Any]]) -> None:
-    """Every resource of the template exists, created by moto or by the runner: no silent skips."""
-    missing = sorted(
-        f"{logical_id} ({resource['Type']})"
+    """Every resource of the template exists, created by moto or by the runner: no silent skips.
+
+    Types with a probe are asked for by their physical id; the others (permissions, layer
+    versions, policies the runner recorded) count as present when the stack lists them.
+    """
+    problems = [
+        f"{logical_id} ({resource['Type']}): not created"
         for logical_id, resource in resources.items()
         if logical_id not in stack.physical_ids
-    )
-    if missing:
-        raise DeployError("resources missing after deployment: " + ", ".join(missing))
+    ]
+    for logical_id, resource in resources.items():
+        probe = _PROBES.get(resource["Type"])
+        if probe is None or logical_id not in stack.physical_ids:
+            continue
+        try:
+            probe(stack.endpoint, stack.physical_ids[logical_id])
+        except Exception as error:  # any failure to find it is the finding
+            problems.append(
+                f"{logical_id} ({resource['Type']}): reported as {stack.physical_ids[logical_id]}, but {error}"
+            )
+    if problems:
+        raise DeployError("resources missing after deployment:\n  " + "\n  ".join(sorted(problems)))
