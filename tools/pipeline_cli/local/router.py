@@ -62,9 +62,11 @@ class EventRouter:
     def attached(self) -> Iterator[EventRouter]:
         """Take over moto's Lambda calls while the block runs."""
         from pipeline_cli.lambda_router import route_lambda_invocations
+        from pipeline_cli.moto_compat import step_functions_like_aws
 
         with ExitStack() as stack:
             stack.enter_context(mock.patch("moto.s3.notifications._invoke_awslambda", self._s3_notification))
+            stack.enter_context(step_functions_like_aws())
             handlers = {spec.name: self._synchronous_handler(spec.logical_id) for spec in self.stack.functions.values()}
             stack.enter_context(route_lambda_invocations(handlers))
             yield self
@@ -193,7 +195,11 @@ class EventRouter:
     def execute(
         self, state_machine: str, execution_input: dict[str, Any], timeout_seconds: float = 300
     ) -> dict[str, Any]:
-        """Start an execution and wait for it, delivering the events it causes meanwhile."""
+        """Start an execution and wait for it, delivering the events it causes meanwhile.
+
+        A run that continues as a new execution (past ReprocessPagesPerExecution pages) returns
+        when the first one ends; the continuation goes on in moto's executor.
+        """
         stepfunctions = self.stack.endpoint.client("stepfunctions")
         arn = self.stack.state_machines[state_machine]
         execution_arn = stepfunctions.start_execution(

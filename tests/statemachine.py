@@ -1,0 +1,82 @@
+"""ReprocessStateMachine as template.yaml declares it: its ASL, its DefinitionSubstitutions, and
+the definition those resolve to for a given set of resource names (what CloudFormation does)."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pipeline_cli.lambda_runtime import PROJECT_ROOT
+from pipeline_cli.template import load_template, resource
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
+    from mypy_boto3_lambda import LambdaClient
+
+MACHINE: dict[str, Any] = resource("ReprocessStateMachine")["Properties"]
+ASL_TEXT = (PROJECT_ROOT / MACHINE["DefinitionUri"]).read_text(encoding="utf-8")
+SUBSTITUTIONS: dict[str, Any] = MACHINE["DefinitionSubstitutions"]
+PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
+
+
+def referenced_logical_id(value: Mapping[str, Any]) -> str:
+    """The resource or parameter a `!Ref X` / `!GetAtt X.Attr` substitution value names."""
+    if "Ref" in value:
+        return str(value["Ref"])
+    return str(value["Fn::GetAtt"][0])
+
+
+def resolve(values: Mapping[str, str], **parameters: str) -> dict[str, str]:
+    """Each substitution's value: `values` by logical id for resources, parameters by name
+    (their template defaults unless given). KeyError for a substitution nothing resolves."""
+    declared = load_template()["Parameters"]
+    resolved = {}
+    for name, value in SUBSTITUTIONS.items():
+        source = referenced_logical_id(value)
+        if source in declared:
+            resolved[name] = parameters.get(source, str(declared[source]["Default"]))
+        else:
+            resolved[name] = values[source]
+    return resolved
+
+
+def definition(substitutions: Mapping[str, str]) -> dict[str, Any]:
+    """The ASL with its placeholders replaced, parsed (it must be JSON once substituted)."""
+    parsed: dict[str, Any] = json.loads(PLACEHOLDER.sub(lambda match: substitutions[match.group(1)], ASL_TEXT))
+    return parsed
+
+
+# -- Lambda functions that exist in moto only to be routed to in-process handlers ---------------
+
+_TRUST_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+
+
+def _placeholder_code() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", "def lambda_handler(event, context):\n    raise RuntimeError('routed, never run')\n")
+    return buffer.getvalue()
+
+
+def create_role(iam: IAMClient, name: str) -> str:
+    return iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(_TRUST_POLICY))["Role"]["Arn"]
+
+
+def create_function(functions: LambdaClient, name: str, role_arn: str, *, timeout: int = 60) -> str:
+    """A moto function named `name` (its code never runs: lambda_router routes it); its ARN."""
+    created = functions.create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=role_arn,
+        Handler="app.lambda_handler",
+        Code={"ZipFile": _placeholder_code()},
+        Timeout=timeout,
+    )
+    return created["FunctionArn"]

@@ -1,0 +1,362 @@
+"""ReprocessStateMachine executed for real by moto's Step Functions executor on the unit-test stack.
+
+The ASL and its DefinitionSubstitutions come from template.yaml, resolved against this stack's
+names; the Lambda tasks run the real ThumbnailFunction and ReprocessStepsFunction handlers
+(pipeline_cli.lambda_router). Here: paging, continuing in a new execution, a failure recorded on
+its item, an item deleted meanwhile, a run that fails as a whole, where summaries go; and the
+code steps (request, listing, tally) on their own. The same workflow deployed from the template
+by the local runner, with a transient error retried, is tests/integration/test_reprocess_workflow.py.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from moto import mock_aws
+
+from image_pipeline.clients import AwsClients
+from image_pipeline.keys import ObjectRef, image_id_for
+from image_pipeline.repository import ImagesRepository, ImageStatus, to_attributes
+from image_pipeline.reprocess import COUNT_NAMES, InvalidRequest, ReprocessRequest, list_images, tally
+from image_pipeline.thumbnailer import utc_now
+from pipeline_cli.imagefactory import make_jpeg
+from pipeline_cli.lambda_router import Invocation, route_lambda_invocations
+from pipeline_cli.lambda_runtime import load_handler
+from pipeline_cli.moto_compat import step_functions_like_aws
+from pipeline_cli.template import load_template, resource
+from tests import statemachine
+from tests.s3events import next_sequencer
+from tests.stack import TestStack
+
+Handler = Callable[[dict[str, Any], Any], Any]
+FUNCTIONS = ("ThumbnailFunction", "ReprocessStepsFunction")
+FAR_FUTURE = "9999-12-31T00:00:00.000Z"
+
+
+@pytest.fixture
+def aws() -> Iterator[AwsClients]:
+    """conftest's `aws`, with Step Functions executing definitions for real."""
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        yield AwsClients()
+
+
+@dataclass
+class Workflow:
+    stack: TestStack
+    arn: str
+    handlers: dict[str, Handler]  # what each function name runs; a test may wrap one
+    invocations: list[Invocation]
+
+    def run(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+        """Start an execution; once it and every execution it continued in have finished,
+        their descriptions, oldest first."""
+        sfn = self.stack.clients.session.client("stepfunctions")
+        earlier = {started["executionArn"] for started in sfn.list_executions(stateMachineArn=self.arn)["executions"]}
+        sfn.start_execution(stateMachineArn=self.arn, name=f"run-{len(earlier)}", input=json.dumps(request))
+        deadline = time.monotonic() + 120  # a guard against a hung executor, not a timing assertion
+        while time.monotonic() < deadline:
+            executions = sfn.list_executions(stateMachineArn=self.arn)["executions"]
+            listed = [execution for execution in executions if execution["executionArn"] not in earlier]
+            if all(execution["status"] != "RUNNING" for execution in listed):
+                arns = [execution["executionArn"] for execution in sorted(listed, key=lambda e: e["startDate"])]
+                return [dict(sfn.describe_execution(executionArn=arn)) for arn in arns]
+            time.sleep(0.05)
+        raise TimeoutError("the reprocess executions did not finish")
+
+    def calls(self, function: str) -> list[Invocation]:
+        return [call for call in self.invocations if call.function == function]
+
+
+@pytest.fixture
+def deploy(stack: TestStack, thumbnail_app: ModuleType) -> Iterator[Callable[..., Workflow]]:
+    """Deploys the state machine (page size and template parameters as given), routes its Lambda
+    tasks to the real handlers while the test runs."""
+    handlers: dict[str, Handler] = {}
+    routes = {name: lambda event, context, name=name: handlers[name](event, context) for name in FUNCTIONS}
+    with route_lambda_invocations(routes) as invocations, step_functions_like_aws():
+
+        def deploy_workflow(*, page_size: int = 200, **parameters: str) -> Workflow:
+            steps_env = {
+                **resource("ReprocessStepsFunction")["Properties"]["Environment"]["Variables"],
+                "IMAGES_TABLE": stack.images_table,
+                "REPROCESS_PAGE_SIZE": str(page_size),
+                "POWERTOOLS_SERVICE_NAME": "image-pipeline",
+            }
+            steps = load_handler("functions/reprocess", "app.lambda_handler", steps_env)
+            sys.modules[steps.__module__].clients = stack.clients  # type: ignore[attr-defined]
+            handlers.update(ThumbnailFunction=thumbnail_app.lambda_handler, ReprocessStepsFunction=steps)
+
+            iam, functions = stack.clients.session.client("iam"), stack.clients.lambda_
+            role = statemachine.create_role(iam, "reprocess")
+            resources = {name: statemachine.create_function(functions, name, role) for name in FUNCTIONS}
+            resources.update(ImagesTable=stack.images_table, ImageEventsTopic=stack.events_topic_arn)
+            definition = statemachine.definition(statemachine.resolve(resources, **parameters))
+            machine = stack.clients.session.client("stepfunctions").create_state_machine(
+                name="reprocess", definition=json.dumps(definition), roleArn=role
+            )
+            return Workflow(stack, machine["stateMachineArn"], handlers, invocations)
+
+        yield deploy_workflow
+
+
+def seed_failed(stack: TestStack, keys: list[str]) -> None:
+    """Good images that FAILED (as under a release with a bug since fixed): what a reprocess
+    run exists for."""
+    repository = ImagesRepository(stack.clients.dynamodb, stack.images_table)
+    for key in keys:
+        uploaded = stack.put_upload(key, make_jpeg(320, 240))
+        ref = ObjectRef(stack.ingest_bucket, key, uploaded["etag"], next_sequencer(), uploaded["version_id"])
+        repository.claim(ref, utc_now())
+        repository.mark_failed(ref, utc_now(), "corrupt", "a decoder bug, fixed since")
+    assert {status_of(stack, key) for key in keys} == {"FAILED"}
+
+
+def status_of(stack: TestStack, key: str) -> str | None:
+    item = stack.item(image_id_for(stack.ingest_bucket, key))
+    return None if item is None else str(item["status"])
+
+
+def summaries(stack: TestStack) -> list[dict[str, Any]]:
+    return [event for event in stack.published_events() if event["_attributes"]["event_type"].startswith("Reprocess")]
+
+
+def test_a_long_run_pages_through_continues_in_a_new_execution_and_publishes_one_summary(
+    stack: TestStack, deploy: Callable[..., Workflow]
+) -> None:
+    keys = [f"uploads/batch/{index}.jpg" for index in range(5)]
+    seed_failed(stack, keys)
+    workflow = deploy(page_size=2, ReprocessPagesPerExecution="2")
+
+    first, second = workflow.run({"status": "FAILED"})  # 3 pages: 2 in the first execution, 1 in the next
+
+    assert (first["status"], second["status"]) == ("SUCCEEDED", "SUCCEEDED")
+    handed_over = json.loads(second["input"])["continuation"]
+    assert handed_over["counts"] == {"succeeded": 4, "failed": 0, "errors": 0, "skipped": 0}
+    assert handed_over["run"] == first["executionArn"]
+    assert {status_of(stack, key) for key in keys} == {"SUCCEEDED"}
+    rendered = [call.event["key"] for call in workflow.calls("ThumbnailFunction")]
+    assert sorted(rendered) == sorted(keys)  # each image once: no page listed twice
+    assert len(workflow.calls("ReprocessStepsFunction")) == 3 + 3  # a list and a tally per page
+    [summary] = summaries(stack)
+    assert summary["_attributes"]["event_type"] == "ReprocessCompleted"
+    assert summary["counts"] == {"succeeded": 5, "failed": 0, "errors": 0, "skipped": 0}
+    assert summary["run"] == first["executionArn"]
+    assert summary["execution"] == second["executionArn"]
+    assert summary["request"] == {"status": "FAILED"}
+
+
+def test_a_gone_original_is_recorded_on_its_item_and_an_item_deleted_meanwhile_is_skipped(
+    stack: TestStack, deploy: Callable[..., Workflow]
+) -> None:
+    fixed, gone, deleted = "uploads/fixed.jpg", "uploads/gone.jpg", "uploads/deleted.jpg"
+    seed_failed(stack, [fixed, gone, deleted])
+    for key in (gone, deleted):
+        stack.clients.s3.delete_object(Bucket=stack.ingest_bucket, Key=key)
+    workflow = deploy()
+    render = workflow.handlers["ThumbnailFunction"]
+
+    def cleanup_runs_meanwhile(event: dict[str, Any], context: Any) -> Any:
+        # The cleanup job deletes `deleted`'s item (its original is gone) while it is rendered.
+        if event["key"] == deleted:
+            stack.clients.dynamodb.delete_item(
+                TableName=stack.images_table, Key={"image_id": {"S": image_id_for(stack.ingest_bucket, deleted)}}
+            )
+        return render(event, context)
+
+    workflow.handlers["ThumbnailFunction"] = cleanup_runs_meanwhile
+
+    [execution] = workflow.run({"status": "FAILED", "sizes": [256]})
+
+    assert execution["status"] == "SUCCEEDED"  # each image's failure is caught: the run goes on
+    fixed_item = stack.item(image_id_for(stack.ingest_bucket, fixed))
+    assert fixed_item is not None
+    assert fixed_item["status"] == "SUCCEEDED"
+    assert [rendition["size"] for rendition in fixed_item["renditions"]] == [256]
+    gone_item = stack.item(image_id_for(stack.ingest_bucket, gone))
+    assert gone_item is not None
+    assert gone_item["status"] == "FAILED"
+    assert gone_item["error"]["reason"] == "reprocess_failed"
+    assert gone_item["error"]["detail"] == "ImageRejected"  # a permanent error: recorded, not retried
+    assert json.loads(gone_item["error"]["cause"])["errorMessage"].startswith("source_missing")
+    assert [call.error["errorType"] for call in workflow.calls("ThumbnailFunction") if call.error] == [
+        "ImageRejected",
+        "ImageRejected",
+    ]
+    assert stack.item(image_id_for(stack.ingest_bucket, deleted)) is None  # not re-created by RecordFailure
+    [summary] = summaries(stack)
+    assert summary["counts"] == {"succeeded": 1, "failed": 0, "errors": 1, "skipped": 1}
+
+
+def fan_out_queue(stack: TestStack, subscription: str) -> str:
+    """A queue subscribed to the topic with `subscription`'s filter policy from template.yaml
+    (a parameter in it at its default)."""
+    parameters = load_template()["Parameters"]
+    policy = {
+        attribute: str(parameters[value["Ref"]]["Default"]).split(",") if isinstance(value, dict) else value
+        for attribute, value in resource(subscription)["Properties"]["FilterPolicy"].items()
+    }
+    url = stack.clients.sqs.create_queue(QueueName=subscription)["QueueUrl"]
+    arn = stack.clients.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    stack.clients.sns.subscribe(
+        TopicArn=stack.events_topic_arn,
+        Protocol="sqs",
+        Endpoint=arn,
+        Attributes={"RawMessageDelivery": "true", "FilterPolicy": json.dumps(policy)},
+    )
+    return url
+
+
+def event_types(stack: TestStack, url: str) -> list[str]:
+    response = stack.clients.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+    return [json.loads(message["Body"])["event_type"] for message in response.get("Messages", [])]
+
+
+def test_summaries_reach_operators_not_the_webhook_or_audit_consumers(
+    stack: TestStack, deploy: Callable[..., Workflow]
+) -> None:
+    seed_failed(stack, ["uploads/one.jpg"])
+    webhook = fan_out_queue(stack, "WebhookSubscription")
+    audit = fan_out_queue(stack, "AuditSubscription")
+    workflow = deploy()
+
+    [completed] = workflow.run({"status": "FAILED"})
+    [failed] = workflow.run({"status": "LOST"})  # the whole run fails: top-level Catch
+
+    assert completed["status"] == "SUCCEEDED"
+    assert (failed["status"], failed["error"]) == ("FAILED", "ReprocessFailed")
+    assert [event["_attributes"]["event_type"] for event in summaries(stack)] == [
+        "ReprocessCompleted",
+        "ReprocessFailed",
+    ]
+    assert event_types(stack, webhook) == ["ImageProcessed"]  # the image's own event only
+    assert event_types(stack, audit) == ["ImageProcessed"]
+
+
+# -- the code steps on their own --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_", "expected"),
+    [
+        ({"status": "FAILED"}, ReprocessRequest(ImageStatus.FAILED, None, None)),
+        ({"prefix": "uploads/2026/"}, ReprocessRequest(None, "uploads/2026/", None)),
+        ({"prefix": "uploads/", "sizes": [256, 1024]}, ReprocessRequest(None, "uploads/", (1024, 256))),
+    ],
+)
+def test_a_request_names_a_status_or_a_prefix_and_maybe_sizes(
+    request_: dict[str, Any], expected: ReprocessRequest
+) -> None:
+    assert ReprocessRequest.parse(request_) == expected
+
+
+@pytest.mark.parametrize(
+    ("request_", "says"),
+    [
+        ({}, "exactly one of"),
+        ({"status": "FAILED", "prefix": "uploads/"}, "exactly one of"),
+        ({"status": "LOST"}, "status must be one of"),
+        ({"prefix": ""}, "prefix must be a non-empty string"),
+        ({"prefix": 7}, "prefix must be a non-empty string"),
+        ({"status": "FAILED", "sizes": [0]}, "sizes"),
+        ({"status": "FAILED", "sizes": ["big"]}, "sizes"),
+        ({"status": "FAILED", "sizes": 512}, "sizes"),
+        ({"status": "FAILED", "sizes": []}, "sizes"),
+        ({"status": "FAILED", "size": [512]}, "unknown fields"),
+    ],
+)
+def test_a_request_that_cannot_be_served_says_why(request_: dict[str, Any], says: str) -> None:
+    with pytest.raises(InvalidRequest, match=says):
+        ReprocessRequest.parse(request_)
+
+
+OUTCOMES = ("SUCCEEDED", "FAILED", "ERROR", "GONE", "STALE", "DUPLICATE", "IGNORED")
+
+
+@given(
+    counts=st.fixed_dictionaries({name: st.integers(0, 10_000) for name in COUNT_NAMES}),
+    outcomes=st.lists(st.sampled_from(OUTCOMES), max_size=50),
+)
+def test_tally_counts_every_result_once_in_its_bucket(counts: dict[str, int], outcomes: list[str]) -> None:
+    total = tally(counts, [{"image_id": str(index), "outcome": outcome} for index, outcome in enumerate(outcomes)])
+    assert sum(total.values()) == sum(counts.values()) + len(outcomes)
+    assert total["succeeded"] - counts["succeeded"] == outcomes.count("SUCCEEDED")
+    assert total["failed"] - counts["failed"] == outcomes.count("FAILED")  # the thumbnailer recorded why
+    assert total["errors"] - counts["errors"] == outcomes.count("ERROR")  # RecordFailure recorded why
+
+
+def put_item(stack: TestStack, key: str, status: str, updated_at: str) -> None:
+    image_id = image_id_for(stack.ingest_bucket, key)
+    stack.clients.dynamodb.put_item(
+        TableName=stack.images_table,
+        Item=to_attributes(
+            {
+                "image_id": image_id,
+                "bucket": stack.ingest_bucket,
+                "key": key,
+                "status": status,
+                "updated_at": updated_at,
+            }
+        ),
+    )
+
+
+def every_page(stack: TestStack, request: ReprocessRequest, listed_before: str, page_size: int) -> list[list[str]]:
+    pages, token = [], None
+    while True:
+        page = list_images(
+            stack.clients.dynamodb,
+            stack.images_table,
+            request,
+            listed_before=listed_before,
+            next_token=token,
+            page_size=page_size,
+        )
+        pages.append([image["key"] for image in page["images"]])
+        token = page["next_token"]
+        if token is None:
+            return pages
+
+
+def test_listing_by_prefix_reads_past_scan_pages_with_no_match_and_lists_each_image_once(stack: TestStack) -> None:
+    for index in range(60):
+        put_item(stack, f"uploads/other/{index}.jpg", "SUCCEEDED", "2026-01-01T00:00:00.000Z")
+    wanted = [f"uploads/2026/{index}.jpg" for index in range(3)]
+    for key in wanted:
+        put_item(stack, key, "SUCCEEDED", "2026-01-01T00:00:00.000Z")
+
+    pages = every_page(stack, ReprocessRequest(None, "uploads/2026/", (256,)), FAR_FUTURE, page_size=2)
+
+    listed = [key for page in pages for key in page]
+    assert sorted(listed) == wanted  # every one, none twice
+    assert len(pages) < 60 // 2  # several empty scan pages are read per call, not one call each
+
+
+def test_listing_by_status_leaves_out_what_changed_after_the_run_started(stack: TestStack) -> None:
+    put_item(stack, "uploads/old.jpg", "FAILED", "2026-01-01T00:00:00.000Z")
+    put_item(stack, "uploads/failed-again.jpg", "FAILED", "2026-01-03T00:00:00.000Z")  # by this run itself
+    put_item(stack, "uploads/fine.jpg", "SUCCEEDED", "2026-01-01T00:00:00.000Z")
+
+    pages = every_page(stack, ReprocessRequest(ImageStatus.FAILED, None, None), "2026-01-02T00:00:00.000Z", 10)
+
+    assert pages == [["uploads/old.jpg"]]
+
+
+def test_a_token_this_workflow_did_not_issue_is_refused(stack: TestStack) -> None:
+    with pytest.raises(InvalidRequest, match="next_token"):
+        list_images(
+            stack.clients.dynamodb,
+            stack.images_table,
+            ReprocessRequest(ImageStatus.FAILED, None, None),
+            listed_before=FAR_FUTURE,
+            next_token="not-a-token",
+            page_size=10,
+        )
