@@ -7,6 +7,7 @@ router can hand the call to the real handler.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -46,13 +47,7 @@ class Endpoint:
     region: str = REGION
 
     def client(self, service: str) -> Any:
-        session = boto3.session.Session(
-            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            aws_session_token=CREDENTIALS["AWS_SESSION_TOKEN"],
-            region_name=self.region,
-        )
-        return session.client(service, endpoint_url=self.url or None)  # type: ignore[call-overload]
+        return _client(self.url, self.region, service)
 
     @property
     def environment(self) -> dict[str, str]:
@@ -63,6 +58,22 @@ class Endpoint:
             "AWS_REGION": self.region,
             **CREDENTIALS,
         }
+
+
+@functools.cache
+def _session(region: str) -> boto3.session.Session:
+    return boto3.session.Session(
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=CREDENTIALS["AWS_SESSION_TOKEN"],
+        region_name=region,
+    )
+
+
+@functools.cache
+def _client(url: str, region: str, service: str) -> Any:
+    """One client per endpoint and service: creating one costs ~0.1 s of model loading."""
+    return _session(region).client(service, endpoint_url=url or None)  # type: ignore[call-overload]
 
 
 @contextmanager
