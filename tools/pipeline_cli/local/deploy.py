@@ -1,7 +1,7 @@
 """Deploy template.yaml to the embedded moto server, and wire what moto's CloudFormation skips.
 
 Steps, as `sam package` + `sam deploy` would take them: zip each function's and layer's code
-into an artifacts bucket, inline state machine definitions, translate SAM to CloudFormation
+and upload it and the state machine definitions to an artifacts bucket, translate SAM to CloudFormation
 (aws-sam-translator), create the stack. moto's CloudFormation then leaves out whole resource
 types and some properties (DESIGN.md, "What runs where"); each is applied here through the
 public APIs, FROM the translated template, and `verify` fails the deployment if any resource of
@@ -52,7 +52,6 @@ class QueueEventSource:
     queue_arn: str
     queue_url: str
     batch_size: int
-    batching_window_seconds: int
     report_batch_item_failures: bool
 
 
@@ -112,12 +111,12 @@ class _WiredResource:
 # -- packaging --------------------------------------------------------------------------------
 
 
-def _zip_directory(directory: Path, prefix: str = "") -> bytes:
+def _zip_directory(directory: Path) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(directory.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
-                archive.write(path, prefix + path.relative_to(directory).as_posix())
+                archive.write(path, path.relative_to(directory).as_posix())
     return buffer.getvalue()
 
 
@@ -560,7 +559,6 @@ def _collect_queue_sources(stack: DeployedStack, resources: dict[str, dict[str, 
                 queue_arn=queue_arn,
                 queue_url=sqs.get_queue_url(QueueName=queue_name)["QueueUrl"],
                 batch_size=int(properties.get("BatchSize", 10)),
-                batching_window_seconds=int(properties.get("MaximumBatchingWindowInSeconds", 0)),
                 report_batch_item_failures="ReportBatchItemFailures" in properties.get("FunctionResponseTypes", []),
             )
         )
