@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
@@ -110,10 +111,12 @@ def run(args: argparse.Namespace, console: Console) -> int:
                     )
             rows = image_rows(pipeline, uploads, receiver.requests)
             print_summary(console, rows, pipeline.router.queue_stats.values(), key_prefix=DEMO_PREFIX)
-            delivered = sum(
-                1 for request in receiver.requests if request.signature_error is None and request.status == 200
+            verified = sum(1 for request in receiver.requests if request.signature_error is None)
+            statuses = Counter(request.status for request in receiver.requests)
+            answers = ", ".join(f"{count} x HTTP {status}" for status, count in sorted(statuses.items()))
+            console.print(
+                f"webhook receiver: {len(receiver.requests)} POSTs, {verified} signed correctly; answered {answers}"
             )
-            console.print(f"webhook receiver: {len(receiver.requests)} POSTs, {delivered} verified and accepted")
             report = write_html(pipeline, rows, pipeline.router.queue_stats.values(), args.report)
             console.print(f"HTML report: [bold]{report.resolve()}[/]  (function logs: {args.report.parent / 'logs'})")
     unprocessed = [row.key for row in rows if row.status not in ("SUCCEEDED", "FAILED")]
