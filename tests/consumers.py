@@ -20,9 +20,10 @@ from typing import Any
 
 from image_pipeline.clients import AwsClients
 from image_pipeline.events import ImageEvent
-from pipeline_cli.lambda_runtime import LambdaContext
+from pipeline_cli.lambda_runtime import LambdaContext, load_handler
 from pipeline_cli.local.lambda_events import lambda_sqs_event
 from pipeline_cli.template import load_template, resource
+from tests.conftest import lambda_context
 from tests.stack import REGION, create_table_from_template
 
 EVENTS_DIR = Path(__file__).resolve().parents[1] / "events"
@@ -240,14 +241,18 @@ class EventSourceMapping:
         if not messages:
             return Poll(received=[], failed=[])
         try:
-            response = self._handler(lambda_sqs_event(messages, self._queue.arn), self._context)  # type: ignore[arg-type]
+            failed = self.invoke(messages)
         except Exception as error:  # the whole batch failed: nothing is deleted
             return Poll(received=received, failed=received, error=error)
-        failed = [item["itemIdentifier"] for item in response.get("batchItemFailures", [])]
         done = [message for message in messages if message["MessageId"] not in failed]
         for message in done:
             self._sqs.delete_message(QueueUrl=self._queue.url, ReceiptHandle=message["ReceiptHandle"])
         return Poll(received=received, failed=failed)
+
+    def invoke(self, messages: list[dict[str, Any]]) -> list[str]:
+        """Invoke the handler with received messages (deleting nothing); the ids it reports failed."""
+        response = self._handler(lambda_sqs_event(messages, self._queue.arn), self._context)  # type: ignore[arg-type]
+        return [item["itemIdentifier"] for item in response.get("batchItemFailures", [])]
 
     def drain(self, max_polls: int = 50) -> list[Poll]:
         """Poll until a receive comes back empty."""
@@ -262,3 +267,10 @@ class EventSourceMapping:
 
 def handler_module(handler: Handler) -> ModuleType:
     return sys.modules[handler.__module__]
+
+
+def webhook_mapping(fanout: FanoutStack, url: str) -> EventSourceMapping:
+    """WebhookFunction (one container) behind WebhookQueue, posting to `url`."""
+    handler = load_handler("functions/webhook", "app.lambda_handler", fanout.webhook_env(url))
+    handler_module(handler).clients = fanout.clients
+    return EventSourceMapping(fanout.clients, fanout.webhook, handler, lambda_context("WebhookFunction"))

@@ -8,10 +8,13 @@ runner's job; unit tests need only the buckets, the table, the topic and a queue
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
+from image_pipeline.cleanup import Cleanup
 from image_pipeline.clients import AwsClients
+from image_pipeline.config import CleanupSettings
 from image_pipeline.repository import ImagesRepository
 from pipeline_cli.template import resource
 
@@ -108,3 +111,21 @@ def create_test_stack(clients: AwsClients) -> TestStack:
         TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
     )
     return TestStack(clients, ingest, renditions, table, topic_arn, queue_url)
+
+
+def cleanup_settings_for(stack: TestStack, **changes: Any) -> CleanupSettings:
+    settings = CleanupSettings(
+        images_table=stack.images_table,
+        renditions_bucket=stack.renditions_bucket,
+        stuck_after_minutes=30,
+        orphan_grace_minutes=30,
+        max_items_per_run=5000,
+        dry_run=False,
+    )
+    return replace(settings, **changes)
+
+
+def cleanup_for(stack: TestStack, *, at: datetime, **changes: Any) -> Cleanup:
+    """The cleanup job over the stack, running at `at` (default thresholds: 30 minutes)."""
+    repository = ImagesRepository(stack.clients.dynamodb, stack.images_table)
+    return Cleanup(cleanup_settings_for(stack, **changes), s3=stack.clients.s3, repository=repository, clock=lambda: at)

@@ -1,4 +1,4 @@
-"""The benchmark's measuring instruments: PSNR, the corpus, the verdicts, and a smoke run."""
+"""The benchmark's instruments: PSNR, the corpus, the template-derived spec, the verdicts, a smoke run."""
 
 from __future__ import annotations
 
@@ -9,12 +9,26 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline_cli.bench import CORPUS, InputResult, main, psnr, run_floor, run_naive, run_project, verdicts
+from image_pipeline.imaging import RenditionSpec
+from pipeline_cli.bench import (
+    CORPUS,
+    InputResult,
+    corpus,
+    fidelity,
+    handler_environment,
+    main,
+    naive_images,
+    project_spec,
+    psnr,
+    verdicts,
+)
+from pipeline_cli.imagefactory import encode, make_jpeg
+from pipeline_cli.template import load_template
 
 
 def test_psnr_is_infinite_for_identical_images_and_falls_with_the_error() -> None:
     image = Image.linear_gradient("L").convert("RGB")
-    assert psnr(image, image) == float("inf")
+    assert psnr(image, image) == math.inf
     off_by_two = image.point(lambda value: min(255, value + 2))
     off_by_eight = image.point(lambda value: min(255, value + 8))
     assert psnr(off_by_two, image) == pytest.approx(20 * math.log10(255 / 2), abs=0.3)
@@ -27,34 +41,67 @@ def test_the_corpus_covers_what_issue_6_names() -> None:
     assert {"jpeg-cmyk-12mp", "png-rgba-3mp", "webp-6mp", "gif-animated", "tiff-16bit-3mp"} <= names
 
 
-def test_the_variants_make_the_same_sizes_and_the_floor_makes_none(tmp_path: Path) -> None:
-    data = next(case for case in CORPUS if case.name == "jpeg-1mp").make()
-    project, naive = run_project(data), run_naive(data)
-    assert [image.size for image in project] == [image.size for image in naive] == [(1024, 768), (512, 384), (128, 96)]
-    assert run_floor(data) == []
+def test_the_corpus_is_generated_once_and_unknown_names_are_refused(tmp_path: Path) -> None:
+    first = corpus(tmp_path, ("gif-animated",))["gif-animated"]
+    with Image.open(first) as image:
+        assert (image.format, getattr(image, "n_frames", 1)) == ("GIF", 12)
+    first.write_bytes(b"cached")  # a second run must reuse the file, not regenerate it
+    assert corpus(tmp_path, ("gif-animated",))["gif-animated"].read_bytes() == b"cached"
+    with pytest.raises(ValueError, match="jpeg-2mp"):
+        corpus(tmp_path, ("jpeg-2mp",))
+
+
+def test_the_spec_and_environment_are_the_templates_defaults() -> None:
+    parameters = load_template()["Parameters"]
+    spec = project_spec()
+    assert spec.sizes == tuple(int(size) for size in parameters["RenditionSizes"]["Default"].split(","))
+    assert (spec.format, spec.quality) == (
+        parameters["RenditionFormat"]["Default"],
+        parameters["RenditionQuality"]["Default"],
+    )
+    environment = handler_environment()
+    assert environment["EVENTS_TOPIC_ARN"].startswith("arn:aws:sns:")  # a topic's Ref is its ARN
+    assert environment["POWERTOOLS_SERVICE_NAME"]  # from Globals
+
+
+def test_fidelity_scores_every_rendition_and_catches_a_black_background() -> None:
+    spec = RenditionSpec(sizes=(256, 64), quality=82)
+    upright = fidelity(make_jpeg(600, 400, orientation=6), spec)
+    assert len(upright["psnr_db"]["project"]) == len(upright["psnr_delivered_db"]["naive"]) == 2
+    assert min(upright["psnr_db"]["project"]) >= 40
+    rgba = Image.new("RGBA", (300, 200), (0, 0, 255, 0))  # fully transparent: white once flattened
+    scores = fidelity(encode(rgba, "PNG"), spec)
+    assert min(scores["psnr_db"]["project"]) >= 40  # flattened on white, like the reference
+    assert max(scores["psnr_db"]["naive"]) < 10  # convert("RGB") turned it black
+    assert [image.size for image in naive_images(encode(rgba, "PNG"), spec)] == [(256, 171), (64, 43)]
 
 
 def test_verdicts_mark_each_target_met_or_missed() -> None:
     fast = InputResult("jpeg-12mp", 1, 12_000_000, True, {"project": 60.0, "naive": 360.0, "floor": 45.0})
-    fast.psnr_db = {"project": [44.0, 47.0, 50.0], "naive": [60.0, 60.0, 60.0]}
-    checks = verdicts([fast], cold_start=[240.0, 260.0, 245.0])
+    fast.psnr_db = {"project": [44.0, 47.0, math.inf], "naive": [60.0, 60.0, 60.0]}
+    checks = verdicts([fast], cold_start_total_ms=[240.0, 260.0, 245.0])
     assert checks["speedup_vs_naive_12mp"] == {"value": 6.0, "met": True}
-    assert checks["x_floor_12mp"]["met"] is True
+    assert checks["x_floor_12mp"] == {"value": pytest.approx(60 / 45), "met": True}
     assert checks["psnr_db"] == {"value": 44.0, "met": True}
     assert checks["cold_start_ms"] == {"value": 245.0, "met": True}
+    assert "peak_rss_mb_48mp" not in checks  # not measured, not judged
     slow = InputResult("jpeg-12mp", 1, 12_000_000, True, {"project": 200.0, "naive": 360.0, "floor": 45.0})
     slow.psnr_db = {"project": [39.0], "naive": [60.0]}
-    missed = verdicts([slow], cold_start=[300.0])
+    missed = verdicts([slow], cold_start_total_ms=[300.0])
     assert not any(check["met"] for check in missed.values())
 
 
 @pytest.mark.slow
 def test_a_quick_run_writes_the_json_and_the_plot(tmp_path: Path) -> None:
-    assert main(["--quick", "--out", str(tmp_path)]) == 0
+    assert main(["--quick", "--repeats", "1", "--out", str(tmp_path), "--corpus", str(tmp_path / "corpus")]) == 0
     document = json.loads((tmp_path / "bench.json").read_text())
     assert [entry["name"] for entry in document["inputs"]] == ["jpeg-1mp", "jpeg-12mp"]
     for entry in document["inputs"]:
-        assert set(entry["median_ms"]) == set(entry["peak_rss_mb"]) == {"project", "naive", "floor"}
-        assert len(entry["psnr_db"]["project"]) == 3
-    assert set(document["targets"]) >= {"speedup_vs_naive_12mp", "x_floor_12mp", "psnr_db", "cold_start_ms"}
+        assert set(entry["median_ms"]) == {"project", "naive", "floor"}
+        assert set(entry["peak_rss_mb"]) == {"project", "naive", "floor", "handler"}
+        assert entry["peak_rss_mb"]["handler"] > entry["peak_rss_mb"]["project"]  # boto3 and Powertools
+        assert len(entry["psnr_db"]["project"]) == len(entry["psnr_delivered_db"]["naive"]) == 3
+    assert set(document["cold_start"]["tracing off"]) == {"import_ms", "clients_ms", "total_ms"}
+    assert set(document["targets"]) == {"speedup_vs_naive_12mp", "x_floor_12mp", "psnr_db", "cold_start_ms"}
+    assert document["spec"]["sizes"] == list(project_spec().sizes)
     assert (tmp_path / "bench.png").stat().st_size > 10_000

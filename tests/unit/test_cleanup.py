@@ -4,41 +4,22 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from image_pipeline.cleanup import STATE_KEY, Cleanup
-from image_pipeline.config import CleanupSettings
+from image_pipeline.cleanup import STATE_KEY
 from image_pipeline.keys import ObjectRef, image_id_for
 from image_pipeline.repository import ImagesRepository
 from pipeline_cli.imagefactory import make_jpeg
 from pipeline_cli.lambda_runtime import LambdaContext, load_handler
 from pipeline_cli.template import resource
 from tests.s3events import s3_put_event
-from tests.stack import TestStack
+from tests.stack import TestStack, cleanup_for
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 LATER = timedelta(hours=2)  # the job runs "two hours later": past the stuck and grace thresholds
-
-
-def settings_for(stack: TestStack, **changes: Any) -> CleanupSettings:
-    settings = CleanupSettings(
-        images_table=stack.images_table,
-        renditions_bucket=stack.renditions_bucket,
-        stuck_after_minutes=30,
-        orphan_grace_minutes=30,
-        max_items_per_run=5000,
-        dry_run=False,
-    )
-    return replace(settings, **changes)
-
-
-def cleanup_for(stack: TestStack, *, at: datetime, **changes: Any) -> Cleanup:
-    repository = ImagesRepository(stack.clients.dynamodb, stack.images_table)
-    return Cleanup(settings_for(stack, **changes), s3=stack.clients.s3, repository=repository, clock=lambda: at)
 
 
 def upload_and_process(stack: TestStack, invoke: Invoke, key: str) -> dict[str, Any]:

@@ -14,7 +14,13 @@ from pipeline_cli.lambda_runtime import load_handler
 from pipeline_cli.local.webhook_receiver import WebhookServer
 from pipeline_cli.template import load_template, resource
 from tests.conftest import lambda_context
-from tests.consumers import WEBHOOK_SECRET, EventSourceMapping, FanoutStack, create_fanout_stack, handler_module
+from tests.consumers import (
+    WEBHOOK_SECRET,
+    EventSourceMapping,
+    create_fanout_stack,
+    handler_module,
+    webhook_mapping,
+)
 
 CONSUMERS = ("Webhook", "Audit")
 FOURTEEN_DAYS = 14 * 24 * 3600
@@ -42,12 +48,6 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookServer]:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     with WebhookServer(WEBHOOK_SECRET) as running:
         yield running
-
-
-def webhook_mapping(fanout: FanoutStack, server: WebhookServer) -> EventSourceMapping:
-    handler = load_handler("functions/webhook", "app.lambda_handler", fanout.webhook_env(server.url))
-    handler_module(handler).clients = fanout.clients
-    return EventSourceMapping(fanout.clients, fanout.webhook, handler, lambda_context("WebhookFunction"))
 
 
 # ---------------------------------------------------------------- the template's promises
@@ -169,7 +169,7 @@ def test_one_failing_message_in_a_real_batch_is_the_only_batch_item_failure(aws:
         fanout.publish(event)
     server.script(events[1].event_id, 500)
 
-    poll = webhook_mapping(fanout, server).poll()
+    poll = webhook_mapping(fanout, server.url).poll()
 
     assert len(poll.received) == 3
     [failed_id] = poll.failed
@@ -188,7 +188,7 @@ def test_a_poison_message_is_dead_lettered_redriven_and_then_delivered_once(
     server.script(poison.event_id, *[500] * max_receives)  # the receiver is down for this event
     fanout.publish(poison)
     fanout.publish(healthy)
-    mapping = webhook_mapping(fanout, server)
+    mapping = webhook_mapping(fanout, server.url)
 
     mapping.drain()
 

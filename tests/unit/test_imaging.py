@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 from collections.abc import Callable
 
 import pytest
@@ -23,6 +21,8 @@ from pipeline_cli.imagefactory import (
     scene,
     stored_for_orientation,
 )
+from tests.hostile_images import jpeg_bomb, png_bomb, without_adobe_marker
+from tests.image_strategies import valid_images
 
 SPEC = RenditionSpec(sizes=(1024, 512, 128))
 
@@ -126,19 +126,6 @@ def test_palette_images_are_resized_smoothly_and_flattened(with_transparency: bo
     assert len(small.getcolors(maxcolors=100_000) or []) > 64
 
 
-def _without_adobe_marker(jpeg: bytes) -> bytes:
-    """Drop the APP14 'Adobe' segment (FF EE) from a JPEG."""
-    position = 2
-    while position < len(jpeg):
-        marker, length = jpeg[position + 1], struct.unpack(">H", jpeg[position + 2 : position + 4])[0]
-        if marker == 0xEE:
-            return jpeg[:position] + jpeg[position + 2 + length :]
-        if marker == 0xDA:
-            break
-        position += 2 + length
-    raise AssertionError("no Adobe marker found")
-
-
 def test_cmyk_jpeg_with_adobe_marker_keeps_its_colours() -> None:
     cmyk = encode(_flat("RGB", (200, 30, 30)).convert("CMYK"), "JPEG", quality=95)
     assert b"Adobe" in cmyk
@@ -150,7 +137,7 @@ def test_cmyk_jpeg_with_adobe_marker_keeps_its_colours() -> None:
 
 
 def test_cmyk_jpeg_without_adobe_marker_still_renders_rgb() -> None:
-    cmyk = _without_adobe_marker(encode(_flat("RGB", (200, 30, 30)).convert("CMYK"), "JPEG", quality=95))
+    cmyk = without_adobe_marker(encode(_flat("RGB", (200, 30, 30)).convert("CMYK"), "JPEG", quality=95))
     result = make_renditions(cmyk, SPEC)
     image = decoded(result)
     assert image.mode == "RGB"
@@ -260,25 +247,6 @@ def test_the_pixel_limit_is_checked_from_the_header(jpeg_48mp: bytes) -> None:
 # ----------------------------------------------------------------------------- rejections
 
 
-def png_bomb(width: int, height: int) -> bytes:
-    """A valid PNG header claiming width x height, with one tiny IDAT: decoding it would explode."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = chunk(b"IDAT", zlib.compress(b"\0" * 64))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + idat + chunk(b"IEND", b"")
-
-
-def jpeg_bomb(width: int, height: int) -> bytes:
-    """A small JPEG whose SOF0 frame header is patched to claim width x height."""
-    jpeg = bytearray(encode(Image.new("RGB", (16, 16)), "JPEG"))
-    sof = jpeg.index(b"\xff\xc0")
-    jpeg[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
-    return bytes(jpeg)
-
-
 @pytest.mark.parametrize("bomb", [png_bomb(100_000, 100_000), png_bomb(9_000, 7_000), jpeg_bomb(65_000, 65_000)])
 def test_decompression_bombs_are_rejected_before_decoding(bomb: bytes) -> None:
     with pytest.raises(ImageRejected) as raised:
@@ -312,32 +280,6 @@ def test_truncated_images_are_rejected_as_truncated(fmt: str) -> None:
 
 
 # ----------------------------------------------------------------------------- properties
-
-IMAGE_MODES = ("RGB", "L", "RGBA", "P", "LA", "CMYK")
-MODE_FORMATS = {
-    "RGB": ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF"),
-    "L": ("JPEG", "PNG", "TIFF", "BMP"),
-    "RGBA": ("PNG", "WEBP", "TIFF"),
-    "P": ("PNG", "GIF", "BMP"),
-    "LA": ("PNG",),
-    "CMYK": ("JPEG", "TIFF"),
-}
-
-
-@st.composite
-def valid_images(draw: st.DrawFn) -> tuple[bytes, int, int]:
-    width = draw(st.integers(min_value=1, max_value=300))
-    height = draw(st.integers(min_value=1, max_value=300))
-    mode = draw(st.sampled_from(IMAGE_MODES))
-    fmt = draw(st.sampled_from(MODE_FORMATS[mode]))
-    orientation = draw(st.integers(min_value=1, max_value=8))
-    image = scene(width, height).convert(mode)
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    options = {"exif": exif.tobytes()} if fmt in ("JPEG", "PNG", "WEBP") else {}
-    # Stored so that applying the orientation displays width x height (formats without EXIF: as is).
-    stored = stored_for_orientation(image, orientation) if options else image
-    return encode(stored, fmt, **options), width, height
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -56,9 +56,11 @@ def make_jpeg(
     progressive: bool = False,
     mode: str = "RGB",
     quality: int = 90,
+    displayed: Image.Image | None = None,
 ) -> bytes:
-    """A JPEG that DISPLAYS as width x height with the mark top-left, stored for `orientation`."""
-    stored = stored_for_orientation(scene(width, height), orientation)
+    """A JPEG that DISPLAYS as width x height with the mark top-left (or `displayed`, e.g. the
+    benchmark's photo-like picture), stored for `orientation`."""
+    stored = stored_for_orientation(scene(width, height) if displayed is None else displayed, orientation)
     if mode != "RGB":
         stored = stored.convert(mode)
     exif = Image.Exif()
@@ -67,8 +69,8 @@ def make_jpeg(
     return encode(stored, "JPEG", quality=quality, progressive=progressive, exif=exif.tobytes())
 
 
-def make_png(width: int, height: int, *, mode: str = "RGB") -> bytes:
-    image = scene(width, height)
+def make_png(width: int, height: int, *, mode: str = "RGB", displayed: Image.Image | None = None) -> bytes:
+    image = scene(width, height) if displayed is None else displayed
     if mode == "RGBA":
         image.putalpha(Image.linear_gradient("L").resize((width, height)))
     elif mode != "RGB":

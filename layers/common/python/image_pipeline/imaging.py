@@ -85,6 +85,15 @@ class RenditionResult:
     renditions: tuple[Rendition, ...]
 
 
+@dataclass(frozen=True)
+class Resampled:
+    """The renditions' pixels before encoding, largest first (what `make bench` scores)."""
+
+    source: SourceInfo
+    images: tuple[tuple[int, Image.Image], ...]  # (requested size, image)
+    icc_profile: bytes | None
+
+
 def fit_within(width: int, height: int, box: int) -> tuple[int, int]:
     """Largest size with the same aspect that fits box x box; never upscaled, never 0 px."""
     scale = min(1.0, box / max(width, height))
@@ -92,6 +101,13 @@ def fit_within(width: int, height: int, box: int) -> tuple[int, int]:
 
 
 def make_renditions(data: bytes, spec: RenditionSpec) -> RenditionResult:
+    resampled = resample(data, spec)
+    renditions = tuple(_encode(image, size, spec, resampled.icc_profile) for size, image in resampled.images)
+    return RenditionResult(resampled.source, renditions)
+
+
+def resample(data: bytes, spec: RenditionSpec) -> Resampled:
+    """Decode and resize: every rendition's pixels, displayed upright, in display colours."""
     if spec.format not in CONTENT_TYPES:
         raise ValueError(f"unsupported rendition format {spec.format!r}")
     if not data:
@@ -100,21 +116,17 @@ def make_renditions(data: bytes, spec: RenditionSpec) -> RenditionResult:
     try:
         orientation = _orientation(image)
         source = _source_info(image, orientation)
-        renditions = _render(image, source, spec)
+        images, icc_profile = _render(image, source, spec)
     except ImageRejected:
         raise
     except Image.DecompressionBombError as error:
         raise ImageRejected(RejectReason.TOO_MANY_PIXELS, str(error)) from error
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, MemoryError) as error:
-        # Pillow reports decoder failures with a mix of exception types; classify by what they say.
         message = str(error) or type(error).__name__
-        reason = (
-            RejectReason.TRUNCATED if any(h in message.lower() for h in _TRUNCATION_HINTS) else RejectReason.CORRUPT
-        )
-        raise ImageRejected(reason, f"cannot decode the {image.format} image: {message}") from error
+        raise ImageRejected(_failure_reason(message), f"cannot decode the {image.format} image: {message}") from error
     finally:
         image.close()
-    return RenditionResult(source, renditions)
+    return Resampled(source, images, icc_profile)
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:
@@ -127,6 +139,9 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             raise ImageRejected(RejectReason.TOO_MANY_PIXELS, str(error)) from error
         except UnidentifiedImageError as error:
             recognised = _recognised_format(data)
+            if recognised in SUPPORTED_FORMATS or recognised == "MPO":
+                # Our format's magic number, but its plugin could not parse the header.
+                raise ImageRejected(RejectReason.CORRUPT, f"the {recognised} header is damaged or cut short") from error
             if recognised:
                 raise ImageRejected(
                     RejectReason.UNSUPPORTED_FORMAT,
@@ -134,7 +149,8 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
                 ) from error
             raise ImageRejected(RejectReason.NOT_AN_IMAGE, "the bytes are not an image format Pillow knows") from error
         except (OSError, SyntaxError, ValueError, EOFError) as error:
-            raise ImageRejected(RejectReason.CORRUPT, f"unreadable image header: {error}") from error
+            message = str(error) or type(error).__name__
+            raise ImageRejected(_failure_reason(message), f"unreadable image header: {message}") from error
     pixels = image.width * image.height
     if pixels > max_pixels:
         image.close()
@@ -143,6 +159,13 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             f"{image.width}x{image.height} is {pixels} pixels, more than the limit of {max_pixels}",
         )
     return image
+
+
+def _failure_reason(message: str) -> RejectReason:
+    """Pillow reports decoder failures with a mix of exception types; classify by what they say."""
+    return (
+        RejectReason.TRUNCATED if any(hint in message.lower() for hint in _TRUNCATION_HINTS) else RejectReason.CORRUPT
+    )
 
 
 def _recognised_format(data: bytes) -> str | None:
@@ -180,7 +203,9 @@ def _source_info(image: Image.Image, orientation: int) -> SourceInfo:
     return SourceInfo(fmt, width, height, image.mode, orientation, getattr(image, "n_frames", 1))
 
 
-def _render(image: Image.Image, source: SourceInfo, spec: RenditionSpec) -> tuple[Rendition, ...]:
+def _render(
+    image: Image.Image, source: SourceInfo, spec: RenditionSpec
+) -> tuple[tuple[tuple[int, Image.Image], ...], bytes | None]:
     sizes = sorted(set(spec.sizes), reverse=True)
     largest = fit_within(source.width, source.height, sizes[0])
     swap = source.orientation in _SWAPS_AXES
@@ -199,13 +224,13 @@ def _render(image: Image.Image, source: SourceInfo, spec: RenditionSpec) -> tupl
     current = _to_display_colours(current, image)
     icc_profile = image.info.get("icc_profile") if current.mode == working.mode else None
 
-    renditions = []
+    images = []
     for size in sizes:
         target = fit_within(source.width, source.height, size)
         if current.size != target:
             current = current.resize(target, Image.Resampling.LANCZOS)
-        renditions.append(_encode(current, size, spec, icc_profile))
-    return tuple(renditions)
+        images.append((size, current))
+    return tuple(images), icc_profile
 
 
 def _resizable(image: Image.Image) -> Image.Image:
