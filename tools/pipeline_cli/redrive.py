@@ -337,7 +337,7 @@ def main(argv: Sequence[str]) -> int:
     from image_pipeline.clients import BOTO_CONFIG, AwsClients
 
     args = parse_args(argv)
-    single_attempt = AwsClients(config=BOTO_CONFIG.merge(Config(retries={"mode": "standard", "max_attempts": 1})))
+    single_attempt = AwsClients(config=BOTO_CONFIG.merge(Config(retries={"mode": "standard", "total_max_attempts": 1})))
     try:
         report = redrive(
             AwsClients().sqs,

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 BOTO_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 5},
+    retries={"mode": "standard", "max_attempts": 5},  # retries after the first attempt: 6 attempts in all
     connect_timeout=5,
     read_timeout=20,
     max_pool_connections=32,
