@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -249,7 +249,7 @@ class EventSourceMapping:
             self._sqs.delete_message(QueueUrl=self._queue.url, ReceiptHandle=message["ReceiptHandle"])
         return Poll(received=received, failed=failed)
 
-    def invoke(self, messages: list[dict[str, Any]]) -> list[str]:
+    def invoke(self, messages: Sequence[Mapping[str, Any]]) -> list[str]:
         """Invoke the handler with received messages (deleting nothing); the ids it reports failed."""
         response = self._handler(lambda_sqs_event(messages, self._queue.arn), self._context)  # type: ignore[arg-type]
         return [item["itemIdentifier"] for item in response.get("batchItemFailures", [])]
@@ -272,5 +272,5 @@ def handler_module(handler: Handler) -> ModuleType:
 def webhook_mapping(fanout: FanoutStack, url: str) -> EventSourceMapping:
     """WebhookFunction (one container) behind WebhookQueue, posting to `url`."""
     handler = load_handler("functions/webhook", "app.lambda_handler", fanout.webhook_env(url))
-    handler_module(handler).clients = fanout.clients
+    handler_module(handler).clients = fanout.clients  # type: ignore[attr-defined]
     return EventSourceMapping(fanout.clients, fanout.webhook, handler, lambda_context("WebhookFunction"))

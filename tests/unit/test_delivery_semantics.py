@@ -126,15 +126,15 @@ def test_a_message_redelivered_after_its_webhook_succeeded_is_not_posted_again(
     """The consumer delivered, then lost the message (the delete failed, or the batch timed out)."""
     invoke_thumbnail(s3_put_event(stack, fresh_key("redelivered"), make_jpeg(320, 240)))
     sqs = stack.clients.sqs
-    handler = webhook_mapping(fanout, server.url)
+    webhook = webhook_mapping(fanout, server.url)
     first = sqs.receive_message(QueueUrl=fanout.webhook.url, VisibilityTimeout=0)["Messages"]
-    assert handler.invoke(first) == []  # delivered; the message is NOT deleted
+    assert webhook.invoke(first) == []  # delivered; the message is NOT deleted
 
     again = sqs.receive_message(QueueUrl=fanout.webhook.url, MessageSystemAttributeNames=["All"])["Messages"]
 
     assert [m["MessageId"] for m in again] == [m["MessageId"] for m in first]
     assert again[0]["Attributes"]["ApproximateReceiveCount"] == "2"
-    assert handler.invoke(again) == []  # succeeds (a duplicate), so SQS deletes it
+    assert webhook.invoke(again) == []  # succeeds (a duplicate), so SQS deletes it
     [request] = server.requests
     assert request.event_id in again[0]["Body"]
 
@@ -306,6 +306,11 @@ def test_concurrent_containers_processing_one_key_end_consistent(stack: TestStac
         assert item["width"] == 240
         stored = set(stored_renditions(stack, item["image_id"]))
         assert {r["key"] for r in item["renditions"]} <= stored  # never SUCCEEDED without its files
+        # Only the newest version is announced, under one event id however many attempts finished it.
+        published = stack.published_events()
+        assert {(e["image"]["source_etag"], e["event_id"]) for e in published} == {
+            (item["source_etag"], published[0]["event_id"])
+        }
         # Losers may have left renditions of older versions under their own etag: orphans for the cleanup.
         cleanup_for(stack, at=datetime.now(UTC) + LATER).run()
         assert stored_renditions(stack, item["image_id"]) == sorted(r["key"] for r in item["renditions"])

@@ -32,7 +32,7 @@ from tests.stack import TestStack, cleanup_for
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 # botocore's `max_attempts` counts retries after the first try (`total_max_attempts` would count all).
-MAX_ATTEMPTS = 1 + BOTO_CONFIG.retries["max_attempts"]  # type: ignore[index]
+MAX_ATTEMPTS = 1 + BOTO_CONFIG.retries["max_attempts"]  # type: ignore[attr-defined]
 LATER = timedelta(hours=2)
 
 
@@ -177,7 +177,8 @@ def test_a_throttled_call_gives_up_before_the_function_times_out() -> None:
     20 s), plus one attempt hanging until the read timeout, fits in ThumbnailFunction's timeout."""
     worst_case_backoff = sum(min(2 ** (retry - 1), 20) for retry in range(1, MAX_ATTEMPTS))
     timeout = resource("ThumbnailFunction")["Properties"]["Timeout"]
-    assert worst_case_backoff + BOTO_CONFIG.read_timeout < timeout, (worst_case_backoff, timeout)
+    read_timeout = BOTO_CONFIG.read_timeout  # type: ignore[attr-defined]
+    assert worst_case_backoff + read_timeout < timeout, (worst_case_backoff, read_timeout, timeout)
 
 
 # ----------------------------------------------------------------------------- crashes

@@ -11,8 +11,10 @@ within CASE_MEMORY_BUDGET_MB, which a decoded bomb exceeds several times over.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -21,6 +23,7 @@ from PIL import Image, ImageDraw
 
 from image_pipeline.errors import ImageRejected, RejectReason
 from image_pipeline.imaging import RenditionSpec, fit_within, make_renditions
+from image_pipeline.keys import image_id_for
 from pipeline_cli.imagefactory import MARK, encode, make_jpeg, make_png, scene, stored_for_orientation
 from tests.hostile_images import (
     MALFORMED_EXIF,
@@ -34,7 +37,9 @@ from tests.hostile_images import (
     without_adobe_marker,
 )
 from tests.image_strategies import damaged_images, upload_bodies
+from tests.s3events import s3_put_event
 from tests.sandbox import DELETE_KEY, DELETE_VERSION, CaseOutcome, HandlerSandbox, Upload
+from tests.stack import TestStack
 
 # Every hostile case is small once refused: none may add more than this at its peak. Decoding the
 # 8000x8000 deflate bomb below would add ~190 MB (measured: 264 MB with the pixel limit lifted).
@@ -46,6 +51,8 @@ WHITE = (255, 255, 255)
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[HandlerSandbox]:
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("per-case peak memory is measured through Linux's /proc (Lambda and CI run Linux)")
     with HandlerSandbox(timeout_seconds=60) as running:
         yield running
 
@@ -157,6 +164,21 @@ def test_the_memory_budget_would_catch_a_decoded_bomb(sandbox: HandlerSandbox) -
     )
     assert outcome.outcome == "SUCCEEDED"
     assert outcome.peak_mb > 2 * CASE_MEMORY_BUDGET_MB
+
+
+def test_a_refused_upload_is_logged_with_its_reason(
+    stack: TestStack, invoke_thumbnail: Callable[[dict[str, Any]], dict[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The third record of a failure (after the item and the event): a structured log line."""
+    key = "uploads/hostile/logged bomb.png"
+    invoke_thumbnail(s3_put_event(stack, key, png_bomb(100_000, 100_000)))
+
+    [logged] = [record for record in caplog.records if record.getMessage() == "image failed"]
+    fields = vars(logged)  # Powertools writes the `extra` fields as JSON keys next to the message
+    assert (logged.levelname, fields["outcome"], fields["key"]) == ("WARNING", "FAILED", key)
+    assert fields["reason"] == RejectReason.TOO_MANY_PIXELS
+    assert fields["detail"]
+    assert fields["image_id"] == image_id_for(stack.ingest_bucket, key)
 
 
 # ----------------------------------------------------------------------------- odd but valid
