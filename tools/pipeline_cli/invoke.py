@@ -170,12 +170,12 @@ def main(argv: list[str]) -> int:
             else _embedded_stack(args.function, args)
         )
         with stacks as stack:
-            if args.seed:
-                seed_objects(stack, event)
             functions = LocalFunctions(stack)
-            # Attached, the router keeps moto from handing S3 notifications to Docker; this
-            # command delivers only the one event it was given.
+            # Attached, the router keeps moto from handing S3 notifications (of the seeded
+            # objects too) to Docker; this command delivers only the one event it was given.
             with functions.active(), EventRouter(stack, functions).attached():
+                if args.seed:
+                    seed_objects(stack, event)
                 invocation = functions.invoke(args.function, event, "cli")
     except InvokeError as error:
         print(f"pipeline invoke: {error}", file=sys.stderr)
