@@ -146,7 +146,9 @@ def write_html(pipeline: LocalPipeline, rows: list[ImageRow], queues: Iterable[Q
     for index, row in enumerate(rows):
         figures = []
         suffix = Path(row.key).suffix.lower()
-        if suffix in BROWSER_FORMATS:
+        if row.status != "SUCCEEDED":
+            figures.append(f"<figure>(original not shown: {html.escape(row.reason or row.status)})</figure>")
+        elif suffix in BROWSER_FORMATS:
             original = files / f"{index}-original{suffix}"
             original.write_bytes(pipeline.read("IngestBucketName", row.key))
             figures.append(_figure(original, path.parent, "original"))
