@@ -16,14 +16,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from unittest import mock
 
-from pipeline_cli.lambda_runtime import LambdaContext
+from pipeline_cli.lambda_runtime import LambdaContext, lambda_error_payload
 
 Handler = Callable[[Any, Any], Any]
 
@@ -63,11 +62,7 @@ def route_lambda_invocations(handlers: Mapping[str, Handler]) -> Iterator[list[I
         try:
             result = handlers[name](payload, context)
         except Exception as exception:  # the Lambda runtime's boundary
-            error = {
-                "errorType": type(exception).__name__,
-                "errorMessage": str(exception),
-                "stackTrace": traceback.format_tb(exception.__traceback__),
-            }
+            error = lambda_error_payload(exception)
         with lock:
             invocations.append(Invocation(name, payload, result, error, (time.perf_counter() - started) * 1000))
         # (response body, errored, logs) is what moto's Docker runner returns

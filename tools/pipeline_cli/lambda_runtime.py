@@ -10,6 +10,7 @@ import importlib.util
 import os
 import sys
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -88,3 +89,12 @@ def load_handler(code_uri: str | Path, handler: str, env: Mapping[str, str] | No
             raise
     function: Handler = getattr(module, attribute)
     return function
+
+
+def lambda_error_payload(exception: BaseException) -> dict[str, Any]:
+    """What Lambda returns for an unhandled exception; Step Functions names the error after errorType."""
+    return {
+        "errorType": type(exception).__name__,
+        "errorMessage": str(exception),
+        "stackTrace": traceback.format_tb(exception.__traceback__),
+    }

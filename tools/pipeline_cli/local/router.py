@@ -81,13 +81,18 @@ class EventRouter:
         spec = self.stack.function_by_name(item.function_arn)
         config = self.stack.async_configs.get(spec.logical_id)
         attempts = 1 + (config.max_retry_attempts if config else 2)
-        for _ in range(attempts):
-            invocation = self.functions.invoke(spec.logical_id, item.event, item.trigger)
-            if not invocation.failed:
-                return invocation
-        if config and config.on_failure_arn:
+        invocation = self._invoke_with_retries(spec.logical_id, item.event, item.trigger, attempts)
+        if invocation.failed and config and config.on_failure_arn:
             self._send_to_destination(config.on_failure_arn, spec.arn, item.event, invocation, attempts)
         return invocation
+
+    def _invoke_with_retries(self, function: str, event: Any, trigger: str, attempts: int) -> Invocation:
+        """An event source's retries, without their waits: up to `attempts` invocations."""
+        for _ in range(attempts - 1):
+            invocation = self.functions.invoke(function, event, trigger)
+            if not invocation.failed:
+                return invocation
+        return self.functions.invoke(function, event, trigger)
 
     def _send_to_destination(
         self, destination_arn: str, function_arn: str, event: Any, invocation: Invocation, attempts: int
@@ -167,12 +172,8 @@ class EventRouter:
     def fire(self, schedule: Schedule) -> Invocation:
         """Deliver one occurrence of a schedule (EventBridge Scheduler passes Input as the event)."""
         event = json.loads(schedule.input) if schedule.input else {}
-        attempts = 1 + schedule.max_retry_attempts
-        for _ in range(attempts):
-            invocation = self.functions.invoke(schedule.target_arn, event, "schedule")
-            if not invocation.failed:
-                return invocation
-        if schedule.dead_letter_arn:
+        invocation = self._invoke_with_retries(schedule.target_arn, event, "schedule", 1 + schedule.max_retry_attempts)
+        if invocation.failed and schedule.dead_letter_arn:
             self.sqs.send_message(
                 QueueUrl=self._queue_url(schedule.dead_letter_arn),
                 MessageBody=schedule.input,

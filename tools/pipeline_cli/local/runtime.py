@@ -11,7 +11,6 @@ import io
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -19,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
-from pipeline_cli.lambda_runtime import Handler, LambdaContext, load_handler
+from pipeline_cli.lambda_runtime import Handler, LambdaContext, lambda_error_payload, load_handler
 from pipeline_cli.local.deploy import DeployedStack, FunctionSpec
 
 
@@ -29,22 +28,27 @@ class Invocation:
     event: Any
     trigger: str  # what delivered it: s3, sqs, schedule, stepfunctions, cli
     result: Any = None
-    error_type: str | None = None
-    error_message: str | None = None
-    stack_trace: list[str] = field(default_factory=list)
     duration_ms: float = 0.0
     logs: str = ""
     request_id: str = ""
-    exception: Exception | None = field(default=None, repr=False)
+    exception: Exception | None = field(default=None, repr=False)  # what the handler raised
 
     @property
     def failed(self) -> bool:
-        return self.error_type is not None
+        return self.exception is not None
+
+    @property
+    def error_type(self) -> str | None:
+        return type(self.exception).__name__ if self.exception is not None else None
+
+    @property
+    def error_message(self) -> str | None:
+        return str(self.exception) if self.exception is not None else None
 
     @property
     def error_payload(self) -> dict[str, Any]:
         """The payload Lambda returns for an unhandled exception."""
-        return {"errorMessage": self.error_message, "errorType": self.error_type, "stackTrace": self.stack_trace}
+        return lambda_error_payload(self.exception) if self.exception is not None else {}
 
 
 class _InvocationOutput(io.TextIOBase):
@@ -154,9 +158,6 @@ class LocalFunctions:
                 invocation.result = handler(event, context)
             except Exception as error:  # the runtime's boundary: every error is the invocation's result
                 invocation.exception = error
-                invocation.error_type = type(error).__name__
-                invocation.error_message = str(error)
-                invocation.stack_trace = traceback.format_exception(error)
         invocation.duration_ms = (time.perf_counter() - started) * 1000
         invocation.logs = output.getvalue()
         self._write_log(spec.logical_id, invocation.logs)
