@@ -71,7 +71,9 @@ class TestStack:
         return {"etag": response["ETag"].strip('"'), "version_id": response.get("VersionId"), "size": len(body)}
 
     def item(self, image_id: str) -> dict[str, Any] | None:
-        return ImagesRepository(self.clients.dynamodb, self.images_table).get(image_id)
+        """The image's item as stored, attribute by attribute (read through its typed record)."""
+        record = ImagesRepository(self.clients.dynamodb, self.images_table).get(image_id)
+        return record.to_dict() if record else None
 
     def published_events(self) -> list[dict[str, Any]]:
         """Drain the capture queue: every message published to the topic, in arrival order."""

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from image_pipeline.events import event_for_item
+from image_pipeline.events import event_for_record
+from image_pipeline.record import FailureReason, ImageRecord, ImageStatus, SourceImage, SourceVersion
 from pipeline_cli.__main__ import main as pipeline
 from pipeline_cli.lambda_runtime import load_handler
 from pipeline_cli.local.webhook_receiver import WebhookServer
@@ -26,21 +27,20 @@ CONSUMERS = ("Webhook", "Audit")
 FOURTEEN_DAYS = 14 * 24 * 3600
 
 
-def item(name: str, status: str = "SUCCEEDED") -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "image_id": f"id-{name}",
-        "bucket": "ingest",
-        "key": f"uploads/{name}.jpg",
-        "status": status,
-        "source_etag": f"etag-{name}",
-        "source_sequencer": "0055AED6DCD90281E5",
-        "updated_at": "2026-11-25T09:30:02.481Z",
-    }
-    if status == "SUCCEEDED":
-        base |= {"width": 640, "height": 480, "format": "JPEG", "bytes": 1234, "renditions": []}
-    else:
-        base["error"] = {"reason": "not_an_image", "detail": "cannot identify image file"}
-    return base
+def item(name: str, status: str = "SUCCEEDED") -> ImageRecord:
+    succeeded = status == "SUCCEEDED"
+    return ImageRecord(
+        image_id=f"id-{name}",
+        bucket="ingest",
+        key=f"uploads/{name}.jpg",
+        status=ImageStatus(status),
+        source=SourceVersion(etag=f"etag-{name}", sequencer="0055AED6DCD90281E5"),
+        created_at="2026-11-25T09:30:01.907Z",
+        updated_at="2026-11-25T09:30:02.481Z",
+        attempts=1,
+        image=SourceImage(width=640, height=480, format="JPEG", bytes=1234, sha256="ab" * 32) if succeeded else None,
+        error=None if succeeded else FailureReason("not_an_image", "cannot identify image file"),
+    )
 
 
 @pytest.fixture
@@ -142,7 +142,7 @@ def test_the_webhook_exists_only_when_a_url_is_configured() -> None:
 
 def test_each_queue_gets_the_raw_event_its_filter_policy_admits(aws: Any) -> None:
     fanout = create_fanout_stack(aws, WebhookEventTypes="ImageFailed")
-    processed, failed = event_for_item(item("ok")), event_for_item(item("bad", "FAILED"))
+    processed, failed = event_for_record(item("ok")), event_for_record(item("bad", "FAILED"))
 
     fanout.publish(processed)
     fanout.publish(failed)
@@ -164,7 +164,7 @@ def test_each_queue_gets_the_raw_event_its_filter_policy_admits(aws: Any) -> Non
 
 def test_one_failing_message_in_a_real_batch_is_the_only_batch_item_failure(aws: Any, server: WebhookServer) -> None:
     fanout = create_fanout_stack(aws)
-    events = [event_for_item(item(f"image-{n}")) for n in range(3)]
+    events = [event_for_record(item(f"image-{n}")) for n in range(3)]
     for event in events:
         fanout.publish(event)
     server.script(events[1].event_id, 500)
@@ -184,7 +184,7 @@ def test_a_poison_message_is_dead_lettered_redriven_and_then_delivered_once(
 ) -> None:
     fanout = create_fanout_stack(aws)
     max_receives = int(fanout.parameters["MaxReceiveCount"])
-    poison, healthy = event_for_item(item("poison")), event_for_item(item("healthy"))
+    poison, healthy = event_for_record(item("poison")), event_for_record(item("healthy"))
     server.script(poison.event_id, *[500] * max_receives)  # the receiver is down for this event
     fanout.publish(poison)
     fanout.publish(healthy)
@@ -217,7 +217,7 @@ def test_the_audit_trail_archives_every_event_once_through_the_queue(aws: Any) -
     handler = load_handler("functions/audit", "app.lambda_handler", fanout.audit_env())
     handler_module(handler).clients = fanout.clients
     mapping = EventSourceMapping(fanout.clients, fanout.audit, handler, lambda_context("AuditFunction"))
-    events = [event_for_item(item(f"image-{n}", "SUCCEEDED" if n % 2 else "FAILED")) for n in range(5)]
+    events = [event_for_record(item(f"image-{n}", "SUCCEEDED" if n % 2 else "FAILED")) for n in range(5)]
     for event in events + events[:2]:  # two outcomes published twice (a retried thumbnailer)
         fanout.publish(event)
 

@@ -25,7 +25,8 @@ from moto import mock_aws
 
 from image_pipeline.clients import AwsClients
 from image_pipeline.keys import ObjectRef, image_id_for
-from image_pipeline.repository import ImagesRepository, ImageStatus, to_attributes
+from image_pipeline.record import ImageStatus, to_attributes
+from image_pipeline.repository import ImagesRepository
 from image_pipeline.reprocess import COUNT_NAMES, InvalidRequest, ReprocessRequest, list_images, tally
 from image_pipeline.thumbnailer import utc_now
 from pipeline_cli.imagefactory import make_jpeg

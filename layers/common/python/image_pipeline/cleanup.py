@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from image_pipeline.keys import RENDITIONS_PREFIX
-from image_pipeline.repository import ImagesRepository, ImageStatus
+from image_pipeline.record import ImageRecord, ImageStatus
+from image_pipeline.repository import ImagesRepository
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -109,32 +110,32 @@ class Cleanup:
         stuck_before = _iso(now - timedelta(minutes=self.settings.stuck_after_minutes))
         while not exhausted():
             limit = max(1, min(100, self.settings.max_items_per_run - report.items_checked - report.objects_listed))
-            items, next_key = self._repository.scan_page(cursor.items_start_key, limit)
-            for item in items:
+            page = self._repository.scan_page(cursor.items_start_key, limit)
+            for record in page.records:
                 report.items_checked += 1
-                self._clean_item(item, report, now, stuck_before)
-            cursor.items_start_key = next_key
-            if next_key is None:
+                self._clean_item(record, report, now, stuck_before)
+            cursor.items_start_key = page.next_key
+            if page.next_key is None:
                 cursor.phase = "renditions"
                 return
 
-    def _clean_item(self, item: dict[str, Any], report: CleanupReport, now: datetime, stuck_before: str) -> None:
-        if self._original_gone(item):
+    def _clean_item(self, record: ImageRecord, report: CleanupReport, now: datetime, stuck_before: str) -> None:
+        if self._original_gone(record):
             report.originals_gone += 1
-            keys = self._rendition_keys(str(item["image_id"]))
+            keys = self._rendition_keys(record.image_id)
             if report.dry_run:
                 report.renditions_deleted += len(keys)
-            elif self._repository.delete(item):
+            elif self._repository.delete(record):
                 report.renditions_deleted += self._delete_keys(keys)
             return
-        if item.get("status") == ImageStatus.PROCESSING and str(item.get("updated_at", "")) < stuck_before:
-            detail = f"PROCESSING since {item['updated_at']}, longer than {self.settings.stuck_after_minutes} min"
-            if report.dry_run or self._repository.mark_timed_out(item, _iso(now), detail):
+        if record.status is ImageStatus.PROCESSING and record.updated_at < stuck_before:
+            detail = f"PROCESSING since {record.updated_at}, longer than {self.settings.stuck_after_minutes} min"
+            if report.dry_run or self._repository.mark_timed_out(record, _iso(now), detail):
                 report.timed_out += 1
 
-    def _original_gone(self, item: dict[str, Any]) -> bool:
+    def _original_gone(self, record: ImageRecord) -> bool:
         try:
-            self._s3.head_object(Bucket=str(item["bucket"]), Key=str(item["key"]))
+            self._s3.head_object(Bucket=record.bucket, Key=record.key)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code", "") in _GONE_CODES:
                 return True
@@ -175,12 +176,12 @@ class Cleanup:
 
     def _kept_keys(self, image_id: str) -> tuple[str, ...]:
         """The renditions the item references, and the version an attempt may be writing now."""
-        item = self._repository.get(image_id)
-        if item is None:
+        record = self._repository.get(image_id)
+        if record is None:
             return ()
-        kept = tuple(str(rendition["key"]) for rendition in item.get("renditions", []))
-        if item.get("status") == ImageStatus.PROCESSING:
-            kept += (f"{RENDITIONS_PREFIX}{image_id}/{item['source_etag']}/",)
+        kept = tuple(rendition.key for rendition in record.renditions)
+        if record.status is ImageStatus.PROCESSING:
+            kept += (f"{RENDITIONS_PREFIX}{image_id}/{record.source.etag}/",)
         return kept
 
     # -- S3 helpers -----------------------------------------------------------------------------

@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from image_pipeline.record import ImageRecord, ImageStatus
+
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
 
 SCHEMA_VERSION = 1
 
-# Item attributes that describe the image in an event (internal bookkeeping stays out).
+# Record attributes that describe the image in an event (internal bookkeeping stays out).
 _IMAGE_FIELDS = (
     "image_id",
     "bucket",
@@ -76,22 +78,23 @@ class ImageEvent:
         )
 
 
-def event_for_item(item: Mapping[str, Any]) -> ImageEvent:
-    """The event describing an item's terminal state (SUCCEEDED or FAILED)."""
-    event_type = EventType.IMAGE_PROCESSED if item.get("status") == "SUCCEEDED" else EventType.IMAGE_FAILED
+def event_for_record(record: ImageRecord) -> ImageEvent:
+    """The event describing a record's terminal state (SUCCEEDED or FAILED)."""
+    succeeded = record.status is ImageStatus.SUCCEEDED
+    event_type = EventType.IMAGE_PROCESSED if succeeded else EventType.IMAGE_FAILED
+    item = record.to_dict()
     image = {name: item[name] for name in _IMAGE_FIELDS if name in item}
-    rendition_keys = ",".join(r.get("key", "") for r in item.get("renditions", []))
-    identity = "|".join(
-        (str(item.get("image_id")), str(item.get("source_etag")), str(item.get("source_sequencer")), event_type)
-    )
-    error = dict(item["error"]) if event_type is EventType.IMAGE_FAILED and item.get("error") else None
+    rendition_keys = ",".join(rendition.key for rendition in record.renditions)
+    identity = "|".join((record.image_id, record.source.etag, record.source.sequencer, event_type))
+    error = record.error.to_dict() if not succeeded and record.error is not None else None
+    image_format = (record.image.format if record.image else "") or "unknown"
     return ImageEvent(
         event_type=event_type.value,
         event_id=hashlib.sha256(f"{identity}|{rendition_keys}".encode()).hexdigest()[:32],
-        occurred_at=str(item.get("updated_at", "")),
+        occurred_at=record.updated_at,
         image=image,
         error=error,
-        attributes={"event_type": event_type.value, "format": str(item.get("format") or "unknown")},
+        attributes={"event_type": event_type.value, "format": image_format},
     )
 
 

@@ -1,40 +1,36 @@
-"""ImagesTable: one item per image (per bucket/key), written with conditions.
+"""ImagesTable: one ImageRecord per image (per bucket/key), written with conditions.
 
 Every write is conditional on the S3 sequencer / etag of the version being processed, so
 duplicate, concurrent and out-of-order events can never make the item regress to an older
-version, and SUCCEEDED is only written by the attempt that owns the newest version.
-
-Item: image_id, bucket, key, status (PROCESSING|SUCCEEDED|FAILED), created_at, updated_at,
-source_etag, source_version_id, source_sequencer, attempts, and once done: width, height,
-format, bytes, sha256, renditions [{size,width,height,key,bytes,content_type}], or error
-{reason, detail}. Index "by-status" (status, updated_at) serves cleanup and reprocess.
+version, and SUCCEEDED is only written by the attempt that owns the newest version. The
+item's attributes are described in image_pipeline.record. Index "by-status" (status,
+updated_at) serves cleanup and reprocess. Every read and write of the table goes through here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from image_pipeline.keys import ObjectRef, normalize_sequencer
+from image_pipeline.record import (
+    FailureReason,
+    ImageRecord,
+    ImageStatus,
+    SourceImage,
+    StoredRendition,
+    to_attributes,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 STATUS_INDEX = "by-status"
-
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
-
-
-class ImageStatus(StrEnum):
-    PROCESSING = "PROCESSING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
+TIMED_OUT = "timed out"  # the failure reason the cleanup records on a stuck item
 
 
 class ClaimOutcome(StrEnum):
@@ -46,26 +42,15 @@ class ClaimOutcome(StrEnum):
 @dataclass(frozen=True)
 class Claim:
     outcome: ClaimOutcome
-    previous: dict[str, Any] | None  # the item before this claim (or as found, when not claimed)
+    previous: ImageRecord | None  # the item before this claim (or as found, when not claimed)
 
 
-def to_attributes(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: _serializer.serialize(value) for name, value in values.items()}
+@dataclass(frozen=True)
+class Page:
+    """One page of a query or scan, and where the next one starts (None: this was the last)."""
 
-
-def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: _plain(_deserializer.deserialize(value)) for name, value in item.items()}
-
-
-def _plain(value: Any) -> Any:
-    """DynamoDB numbers come back as Decimal; every number we store is an integer."""
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if hasattr(value, "as_integer_ratio") and not isinstance(value, bool | int | float):
-        return int(value)
-    return value
+    records: list[ImageRecord]
+    next_key: dict[str, Any] | None
 
 
 def _is_condition_failure(error: ClientError) -> bool:
@@ -77,12 +62,12 @@ class ImagesRepository:
         self._dynamodb = dynamodb
         self.table_name = table_name
 
-    def get(self, image_id: str) -> dict[str, Any] | None:
+    def get(self, image_id: str) -> ImageRecord | None:
         response = self._dynamodb.get_item(
             TableName=self.table_name, Key=to_attributes({"image_id": image_id}), ConsistentRead=True
         )
         item = response.get("Item")
-        return from_item(item) if item else None
+        return ImageRecord.from_item(item) if item else None
 
     def claim(self, ref: ObjectRef, now: str, *, force: bool = False) -> Claim:
         """Mark the version PROCESSING if it is newer than what the item holds.
@@ -139,24 +124,24 @@ class ImagesRepository:
             if not _is_condition_failure(error):
                 raise
             found_raw: Mapping[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
-            found = from_item(found_raw) if found_raw else self.get(ref.image_id)
-            same_version = found is not None and found.get("source_sequencer") == sequencer
+            found = ImageRecord.from_item(found_raw) if found_raw else self.get(ref.image_id)
+            same_version = found is not None and found.source.sequencer == sequencer
             if force or not same_version:
                 return Claim(ClaimOutcome.STALE, found)
             return Claim(ClaimOutcome.DUPLICATE, found)
         old = response.get("Attributes")
-        return Claim(ClaimOutcome.CLAIMED, from_item(old) if old else None)
+        return Claim(ClaimOutcome.CLAIMED, ImageRecord.from_item(old) if old else None)
 
     def mark_succeeded(
-        self, ref: ObjectRef, now: str, details: Mapping[str, Any], renditions: Sequence[Mapping[str, Any]]
-    ) -> dict[str, Any] | None:
+        self, ref: ObjectRef, now: str, image: SourceImage, renditions: Sequence[StoredRendition]
+    ) -> ImageRecord | None:
         """Record success if this attempt still owns the version; None if a newer one took over."""
-        fields = {**details, "renditions": list(renditions)}
+        fields = {**image.to_dict(), "renditions": [rendition.to_dict() for rendition in renditions]}
         return self._finish(ref, ImageStatus.SUCCEEDED, now, fields, clear_error=True)
 
-    def mark_failed(self, ref: ObjectRef, now: str, reason: str, detail: str) -> dict[str, Any] | None:
+    def mark_failed(self, ref: ObjectRef, now: str, reason: str, detail: str) -> ImageRecord | None:
         """Record a permanent failure (with its reason); None if a newer version took over."""
-        return self._finish(ref, ImageStatus.FAILED, now, {"error": {"reason": reason, "detail": detail}})
+        return self._finish(ref, ImageStatus.FAILED, now, {"error": FailureReason(reason, detail).to_dict()})
 
     def _finish(
         self,
@@ -166,7 +151,7 @@ class ImagesRepository:
         fields: Mapping[str, Any],
         *,
         clear_error: bool = False,
-    ) -> dict[str, Any] | None:
+    ) -> ImageRecord | None:
         names = {"#status": "status"}
         values: dict[str, Any] = {":status": status.value, ":now": now, ":etag": ref.etag}
         set_clauses = ["#status = :status", "updated_at = :now"]
@@ -196,42 +181,48 @@ class ImagesRepository:
             if _is_condition_failure(error):
                 return None
             raise
-        return from_item(response["Attributes"])
+        return ImageRecord.from_item(response["Attributes"])
 
-    def by_status(self, status: ImageStatus, *, updated_before: str | None = None) -> Iterator[dict[str, Any]]:
-        """Items with a status, oldest first (paginated query on the by-status index)."""
-        condition = "#status = :status"
-        values: dict[str, Any] = {":status": status.value}
-        if updated_before is not None:
-            condition += " AND updated_at < :before"
-            values[":before"] = updated_before
-        paginator = self._dynamodb.get_paginator("query")
-        for page in paginator.paginate(
-            TableName=self.table_name,
-            IndexName=STATUS_INDEX,
-            KeyConditionExpression=condition,
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues=to_attributes(values),
-        ):
-            for item in page.get("Items", []):
-                yield from_item(item)
+    def status_page(
+        self, status: ImageStatus, *, updated_before: str, start_key: Mapping[str, Any] | None, limit: int
+    ) -> Page:
+        """Up to `limit` items with a status, last updated before a moment, oldest first."""
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": STATUS_INDEX,
+            "KeyConditionExpression": "#status = :status AND updated_at < :before",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": to_attributes({":status": status.value, ":before": updated_before}),
+            "Limit": limit,
+        }
+        if start_key:
+            request["ExclusiveStartKey"] = start_key
+        response = self._dynamodb.query(**request)
+        return self._page(response.get("Items", []), response.get("LastEvaluatedKey"))
 
-    def scan_page(
-        self, start_key: Mapping[str, Any] | None, limit: int
-    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """Up to `limit` items from where the previous page stopped, and where the next starts."""
+    def scan_page(self, start_key: Mapping[str, Any] | None, limit: int, *, key_prefix: str | None = None) -> Page:
+        """Up to `limit` items from where the previous page stopped (whose key starts with
+        `key_prefix`, if given: a filter applies after the limit, so a page may be empty)."""
         request: dict[str, Any] = {"TableName": self.table_name, "Limit": limit}
+        if key_prefix is not None:
+            request["FilterExpression"] = "begins_with(#key, :prefix)"
+            request["ExpressionAttributeNames"] = {"#key": "key"}
+            request["ExpressionAttributeValues"] = to_attributes({":prefix": key_prefix})
         if start_key:
             request["ExclusiveStartKey"] = start_key
         response = self._dynamodb.scan(**request)
-        return [from_item(item) for item in response.get("Items", [])], response.get("LastEvaluatedKey")
+        return self._page(response.get("Items", []), response.get("LastEvaluatedKey"))
 
-    def mark_timed_out(self, item: Mapping[str, Any], now: str, detail: str) -> bool:
+    @staticmethod
+    def _page(items: Sequence[Mapping[str, Any]], next_key: Mapping[str, Any] | None) -> Page:
+        return Page([ImageRecord.from_item(item) for item in items], dict(next_key) if next_key else None)
+
+    def mark_timed_out(self, record: ImageRecord, now: str, detail: str) -> bool:
         """FAILED with reason "timed out", if the item is still in the PROCESSING state we saw."""
         try:
             self._dynamodb.update_item(
                 TableName=self.table_name,
-                Key=to_attributes({"image_id": item["image_id"]}),
+                Key=to_attributes({"image_id": record.image_id}),
                 UpdateExpression="SET #status = :failed, updated_at = :now, #error = :error",
                 ConditionExpression="#status = :processing AND updated_at = :seen",
                 ExpressionAttributeNames={"#status": "status", "#error": "error"},
@@ -239,9 +230,9 @@ class ImagesRepository:
                     {
                         ":failed": ImageStatus.FAILED.value,
                         ":processing": ImageStatus.PROCESSING.value,
-                        ":seen": item["updated_at"],
+                        ":seen": record.updated_at,
                         ":now": now,
-                        ":error": {"reason": "timed out", "detail": detail},
+                        ":error": FailureReason(TIMED_OUT, detail).to_dict(),
                     }
                 ),
             )
@@ -251,14 +242,14 @@ class ImagesRepository:
             raise
         return True
 
-    def delete(self, item: Mapping[str, Any]) -> bool:
+    def delete(self, record: ImageRecord) -> bool:
         """Delete the item if it still describes the version we saw (no new upload meanwhile)."""
         try:
             self._dynamodb.delete_item(
                 TableName=self.table_name,
-                Key=to_attributes({"image_id": item["image_id"]}),
+                Key=to_attributes({"image_id": record.image_id}),
                 ConditionExpression="source_etag = :etag",
-                ExpressionAttributeValues=to_attributes({":etag": item["source_etag"]}),
+                ExpressionAttributeValues=to_attributes({":etag": record.source.etag}),
             )
         except ClientError as error:
             if _is_condition_failure(error):

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from image_pipeline.config import parse_sizes
-from image_pipeline.repository import STATUS_INDEX, ImageStatus, from_item, to_attributes
+from image_pipeline.record import ImageStatus, from_attributes, to_attributes
+from image_pipeline.repository import STATUS_INDEX
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -103,7 +104,7 @@ def list_images(
         if start_key:
             query["ExclusiveStartKey"] = start_key
         response = dynamodb.query(**query)
-        items = [from_item(item) for item in response.get("Items", [])]
+        items = [from_attributes(item) for item in response.get("Items", [])]
         start_key = response.get("LastEvaluatedKey")
     else:
         for _ in range(_SCAN_PAGES_PER_CALL):
@@ -117,7 +118,7 @@ def list_images(
             if start_key:
                 scan["ExclusiveStartKey"] = start_key
             response = dynamodb.scan(**scan)
-            items += [from_item(item) for item in response.get("Items", [])]
+            items += [from_attributes(item) for item in response.get("Items", [])]
             start_key = response.get("LastEvaluatedKey")
             if items or not start_key:
                 break

@@ -24,8 +24,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from image_pipeline import imaging
 from image_pipeline.errors import ImageRejected, RejectReason, TransientError
-from image_pipeline.events import EventPublisher, event_for_item
+from image_pipeline.events import EventPublisher, event_for_record
 from image_pipeline.keys import ObjectRef, rendition_key
+from image_pipeline.record import SourceImage, StoredRendition
 from image_pipeline.repository import ClaimOutcome, ImagesRepository
 
 if TYPE_CHECKING:
@@ -149,10 +150,10 @@ class Thumbnailer:
             # the event id is the same, so idempotent consumers deliver it once.
             if claim.previous is not None:
                 with _aws_errors_are_transient("re-publishing the image event"):
-                    self._publisher.publish(event_for_item(claim.previous))
+                    self._publisher.publish(event_for_record(claim.previous))
             return Result(Outcome.DUPLICATE, ref.image_id, ref.key, detail="this version was already processed")
 
-        previous_renditions = {r["key"] for r in (claim.previous or {}).get("renditions", [])}
+        previous_renditions = claim.previous.rendition_keys if claim.previous else frozenset()
         try:
             data, ref = self._read_source(ref)
             rendered = imaging.make_renditions(data, self.spec(sizes))
@@ -160,22 +161,22 @@ class Thumbnailer:
             return self._fail(ref, rejection, started)
 
         uploaded = self._upload(ref, rendered.renditions)
-        details = {
-            "width": rendered.source.width,
-            "height": rendered.source.height,
-            "format": rendered.source.format,
-            "bytes": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
-        }
+        source = SourceImage(
+            width=rendered.source.width,
+            height=rendered.source.height,
+            format=rendered.source.format,
+            bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
         with _aws_errors_are_transient("recording the image item"):
-            item = self._repository.mark_succeeded(ref, self._clock(), details, uploaded)
-        if item is None:
+            record = self._repository.mark_succeeded(ref, self._clock(), source, uploaded)
+        if record is None:
             # A newer version claimed the item while we rendered; our files are under our own
             # etag path and the cleanup job removes them as orphans.
             return Result(Outcome.STALE, ref.image_id, ref.key, detail="superseded while processing")
         with _aws_errors_are_transient("publishing the image event"):
-            self._publisher.publish(event_for_item(item))
-        self._delete_renditions(previous_renditions - {r["key"] for r in uploaded})
+            self._publisher.publish(event_for_record(record))
+        self._delete_renditions(previous_renditions - record.rendition_keys)
         return Result(
             Outcome.SUCCEEDED,
             ref.image_id,
@@ -202,8 +203,8 @@ class Thumbnailer:
         # The etag of what we actually read names the rendition path (the event's may be absent).
         return data, replace(ref, etag=ref.etag or response["ETag"].strip('"'))
 
-    def _upload(self, ref: ObjectRef, renditions: tuple[imaging.Rendition, ...]) -> list[dict[str, Any]]:
-        def put(rendition: imaging.Rendition) -> dict[str, Any]:
+    def _upload(self, ref: ObjectRef, renditions: tuple[imaging.Rendition, ...]) -> list[StoredRendition]:
+        def put(rendition: imaging.Rendition) -> StoredRendition:
             key = rendition_key(ref.image_id, ref.etag, rendition.size, imaging.EXTENSIONS[rendition.format])
             self._s3.put_object(
                 Bucket=self.settings.renditions_bucket,
@@ -213,14 +214,14 @@ class Thumbnailer:
                 CacheControl=_RENDITION_CACHE_CONTROL,
                 Metadata={"image-id": ref.image_id, "source-etag": ref.etag},
             )
-            return {
-                "size": rendition.size,
-                "width": rendition.width,
-                "height": rendition.height,
-                "key": key,
-                "bytes": len(rendition.body),
-                "content_type": rendition.content_type,
-            }
+            return StoredRendition(
+                size=rendition.size,
+                width=rendition.width,
+                height=rendition.height,
+                key=key,
+                bytes=len(rendition.body),
+                content_type=rendition.content_type,
+            )
 
         # Uploads are I/O bound: overlap them (the CPU work is already done).
         workers = min(self.settings.upload_concurrency, len(renditions)) or 1
@@ -229,11 +230,11 @@ class Thumbnailer:
 
     def _fail(self, ref: ObjectRef, rejection: ImageRejected, started: float) -> Result:
         with _aws_errors_are_transient("recording the failure"):
-            item = self._repository.mark_failed(ref, self._clock(), rejection.reason.value, rejection.detail)
-        if item is None:
+            record = self._repository.mark_failed(ref, self._clock(), rejection.reason.value, rejection.detail)
+        if record is None:
             return Result(Outcome.STALE, ref.image_id, ref.key, detail="superseded while processing")
         with _aws_errors_are_transient("publishing the failure event"):
-            self._publisher.publish(event_for_item(item))
+            self._publisher.publish(event_for_record(record))
         return Result(
             Outcome.FAILED,
             ref.image_id,
@@ -243,7 +244,7 @@ class Thumbnailer:
             duration_ms=(time.perf_counter() - started) * 1000,
         )
 
-    def _delete_renditions(self, keys: set[str]) -> None:
+    def _delete_renditions(self, keys: frozenset[str]) -> None:
         """Best effort, after success: what is left behind is an orphan the cleanup job removes."""
         if not keys:
             return
