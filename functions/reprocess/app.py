@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from image_pipeline.clients import AwsClients
 from image_pipeline.config import ReprocessSettings
 from image_pipeline.observability import trace_lambda_handler
+from image_pipeline.repository import ImagesRepository
 from image_pipeline.reprocess import InvalidRequest, ReprocessRequest, list_images, tally
 
 settings = ReprocessSettings.from_env()
@@ -28,8 +29,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     action = event.get("action")
     if action == "list":
         page = list_images(
-            clients.dynamodb,
-            settings.images_table,
+            ImagesRepository(clients.dynamodb, settings.images_table),
             ReprocessRequest.parse(event.get("request") or {}),
             listed_before=str(event["listed_before"]),
             next_token=event.get("next_token"),

@@ -25,7 +25,7 @@ from moto import mock_aws
 
 from image_pipeline.clients import AwsClients
 from image_pipeline.keys import ObjectRef, image_id_for
-from image_pipeline.record import ImageStatus, to_attributes
+from image_pipeline.record import ImageRecord, ImageStatus, SourceVersion
 from image_pipeline.repository import ImagesRepository
 from image_pipeline.reprocess import COUNT_NAMES, InvalidRequest, ReprocessRequest, list_images, tally
 from image_pipeline.thumbnailer import utc_now
@@ -295,27 +295,24 @@ def test_tally_counts_every_result_once_in_its_bucket(counts: dict[str, int], ou
 
 
 def put_item(stack: TestStack, key: str, status: str, updated_at: str) -> None:
-    image_id = image_id_for(stack.ingest_bucket, key)
-    stack.clients.dynamodb.put_item(
-        TableName=stack.images_table,
-        Item=to_attributes(
-            {
-                "image_id": image_id,
-                "bucket": stack.ingest_bucket,
-                "key": key,
-                "status": status,
-                "updated_at": updated_at,
-            }
-        ),
+    record = ImageRecord(
+        image_id=image_id_for(stack.ingest_bucket, key),
+        bucket=stack.ingest_bucket,
+        key=key,
+        status=ImageStatus(status),
+        source=SourceVersion(etag="etag", sequencer="0A"),
+        created_at=updated_at,
+        updated_at=updated_at,
+        attempts=1,
     )
+    stack.clients.dynamodb.put_item(TableName=stack.images_table, Item=record.to_item())
 
 
 def every_page(stack: TestStack, request: ReprocessRequest, listed_before: str, page_size: int) -> list[list[str]]:
     pages, token = [], None
     while True:
         page = list_images(
-            stack.clients.dynamodb,
-            stack.images_table,
+            ImagesRepository(stack.clients.dynamodb, stack.images_table),
             request,
             listed_before=listed_before,
             next_token=token,
@@ -354,8 +351,7 @@ def test_listing_by_status_leaves_out_what_changed_after_the_run_started(stack: 
 def test_a_token_this_workflow_did_not_issue_is_refused(stack: TestStack) -> None:
     with pytest.raises(InvalidRequest, match="next_token"):
         list_images(
-            stack.clients.dynamodb,
-            stack.images_table,
+            ImagesRepository(stack.clients.dynamodb, stack.images_table),
             ReprocessRequest(ImageStatus.FAILED, None, None),
             listed_before=FAR_FUTURE,
             next_token="not-a-token",

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from image_pipeline.config import parse_sizes
-from image_pipeline.record import ImageStatus, from_attributes, to_attributes
-from image_pipeline.repository import STATUS_INDEX
+from image_pipeline.record import ImageStatus
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    from image_pipeline.repository import ImagesRepository
 
 # What one Map iteration reports (ThumbnailFunction's outcome, or ERROR when the task was caught).
 OUTCOME_COUNTS = {"SUCCEEDED": "succeeded", "FAILED": "failed", "ERROR": "errors"}
@@ -77,8 +76,7 @@ def _decode_token(token: str | None) -> dict[str, Any] | None:
 
 
 def list_images(
-    dynamodb: DynamoDBClient,
-    table: str,
+    repository: ImagesRepository,
     request: ReprocessRequest,
     *,
     listed_before: str,
@@ -91,44 +89,23 @@ def list_images(
     again gets a newer updated_at, and must not come round again in a later page.
     """
     start_key = _decode_token(next_token)
-    items: list[dict[str, Any]] = []
     if request.status is not None:
-        query: dict[str, Any] = {
-            "TableName": table,
-            "IndexName": STATUS_INDEX,
-            "KeyConditionExpression": "#status = :status AND updated_at < :before",
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": to_attributes({":status": request.status.value, ":before": listed_before}),
-            "Limit": page_size,
-        }
-        if start_key:
-            query["ExclusiveStartKey"] = start_key
-        response = dynamodb.query(**query)
-        items = [from_attributes(item) for item in response.get("Items", [])]
-        start_key = response.get("LastEvaluatedKey")
+        page = repository.status_page(
+            request.status, updated_before=listed_before, start_key=start_key, limit=page_size
+        )
     else:
-        for _ in range(_SCAN_PAGES_PER_CALL):
-            scan: dict[str, Any] = {
-                "TableName": table,
-                "FilterExpression": "begins_with(#key, :prefix)",
-                "ExpressionAttributeNames": {"#key": "key"},
-                "ExpressionAttributeValues": to_attributes({":prefix": request.prefix}),
-                "Limit": page_size,
-            }
-            if start_key:
-                scan["ExclusiveStartKey"] = start_key
-            response = dynamodb.scan(**scan)
-            items += [from_attributes(item) for item in response.get("Items", [])]
-            start_key = response.get("LastEvaluatedKey")
-            if items or not start_key:
+        page = repository.scan_page(start_key, page_size, key_prefix=request.prefix)
+        for _ in range(_SCAN_PAGES_PER_CALL - 1):
+            if page.records or page.next_key is None:
                 break
+            page = repository.scan_page(page.next_key, page_size, key_prefix=request.prefix)
     images = []
-    for item in items:
-        image: dict[str, Any] = {"image_id": item["image_id"], "bucket": item["bucket"], "key": item["key"]}
+    for record in page.records:
+        image: dict[str, Any] = {"image_id": record.image_id, "bucket": record.bucket, "key": record.key}
         if request.sizes:
             image["sizes"] = list(request.sizes)
         images.append(image)
-    return {"images": images, "next_token": _encode_token(start_key)}
+    return {"images": images, "next_token": _encode_token(page.next_key)}
 
 
 def tally(counts: Mapping[str, int], results: Sequence[Mapping[str, Any]]) -> dict[str, int]:
