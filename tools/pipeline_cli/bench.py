@@ -50,7 +50,7 @@ RSS_VARIANTS = (*VARIANTS, "handler")
 BASELINE = "jpeg-12mp"
 LARGEST = "jpeg-48mp"
 DEFAULT_CORPUS = PROJECT_ROOT / "build" / "bench" / "corpus"
-TARGETS: dict[str, tuple[str, float]] = {  # issue 6, item 2
+TARGETS: dict[str, tuple[str, float]] = {  # docs/design.md, "Measurements"
     "speedup_vs_naive_12mp": (">=", 5.0),
     "x_floor_12mp": ("<=", 1.5),
     "peak_rss_mb_48mp": ("<", 80.0),

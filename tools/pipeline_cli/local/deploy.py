@@ -3,7 +3,7 @@
 Steps, as `sam package` + `sam deploy` would take them: zip each function's and layer's code
 and upload it and the state machine definitions to an artifacts bucket, translate SAM to CloudFormation
 (aws-sam-translator), create the stack. moto's CloudFormation then leaves out whole resource
-types and some properties (DESIGN.md, "What runs where"); each is applied here through the
+types and some properties (docs/local-twin.md, "How it works"); each is applied here through the
 public APIs, FROM the translated template, and `verify` fails the deployment if any resource of
 the template is still missing. Nothing is skipped silently.
 """

@@ -1,6 +1,6 @@
 """The thumbnailer core: bytes of an image in, renditions out. Pure Pillow, no AWS.
 
-How (and why) it is fast, measured in DESIGN.md and `make bench`:
+How (and why) it is fast, measured in docs/design.md ("The thumbnail algorithm") and `make bench`:
 - the header is read first (Image.open is lazy): empty, unknown, unsupported and oversized
   images are rejected before a single pixel is decoded;
 - the EXIF orientation is read first and every target size is computed in displayed (oriented)

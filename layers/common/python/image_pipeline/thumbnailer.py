@@ -1,6 +1,6 @@
 """The thumbnailing use case: one object version in, renditions + item + event out.
 
-Order matters for the promises in README (Reliability): claim the version (conditional), read
+Order matters for the promises in docs/reliability.md: claim the version (conditional), read
 it, render, upload every rendition, only then mark SUCCEEDED (conditional), then publish. A
 crash anywhere leaves PROCESSING (retried by Lambda, or timed out by the cleanup job), never a
 SUCCEEDED item without its renditions. Bad images end FAILED with a reason and are not retried;
