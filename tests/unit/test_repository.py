@@ -129,6 +129,15 @@ def test_status_pages_list_oldest_first(stack: TestStack) -> None:
     assert len(listed("2026-11-25T10:01:10.000Z")) == 10
 
 
+def test_scan_reads_every_item_once_across_pages(stack: TestStack) -> None:
+    repo = repository(stack)
+    keys = [f"uploads/{index:02}.jpg" for index in range(25)]
+    for key in keys:
+        repo.claim(ref("0A", key=key), NOW)
+    scanned = [record.key for record in repo.scan(page_size=7)]
+    assert sorted(scanned) == keys
+
+
 @given(st.integers(min_value=0, max_value=2**100), st.integers(min_value=0, max_value=2**100))
 def test_normalized_sequencers_compare_like_numbers(a: int, b: int) -> None:
     assert (normalize_sequencer(f"{a:X}") < normalize_sequencer(f"{b:x}")) == (a < b)

@@ -39,14 +39,11 @@ class LocalPipeline:
         return key
 
     def items(self) -> list[dict[str, Any]]:
-        """Every item of ImagesTable, as plain values."""
-        from boto3.dynamodb.types import TypeDeserializer
+        """Every item of ImagesTable, as plain values (read through its typed record)."""
+        from image_pipeline.repository import ImagesRepository
 
-        deserializer = TypeDeserializer()
-        items = []
-        for page in self.dynamodb.get_paginator("scan").paginate(TableName=self.output("ImagesTableName")):
-            items += [{name: deserializer.deserialize(value) for name, value in raw.items()} for raw in page["Items"]]
-        return items
+        repository = ImagesRepository(self.dynamodb, self.output("ImagesTableName"))
+        return [record.to_dict() for record in repository.scan()]
 
     def object_keys(self, bucket_output: str, prefix: str = "") -> list[str]:
         keys = []

@@ -9,7 +9,7 @@ updated_at) serves cleanup and reprocess. Every read and write of the table goes
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -212,6 +212,14 @@ class ImagesRepository:
             request["ExclusiveStartKey"] = start_key
         response = self._dynamodb.scan(**request)
         return self._page(response.get("Items", []), response.get("LastEvaluatedKey"))
+
+    def scan(self, page_size: int = 100) -> Iterator[ImageRecord]:
+        """Every item (reports and tools; the cleanup pages with a cursor it saves instead)."""
+        page = self.scan_page(None, page_size)
+        yield from page.records
+        while page.next_key is not None:
+            page = self.scan_page(page.next_key, page_size)
+            yield from page.records
 
     @staticmethod
     def _page(items: Sequence[Mapping[str, Any]], next_key: Mapping[str, Any] | None) -> Page:
