@@ -35,7 +35,7 @@ from pipeline_cli.lambda_runtime import load_handler
 from pipeline_cli.moto_compat import step_functions_like_aws
 from pipeline_cli.template import load_template, resource
 from tests import statemachine
-from tests.s3events import next_sequencer
+from tests.s3events import next_sequencer, s3_put_event
 from tests.stack import TestStack
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -185,9 +185,9 @@ def test_a_gone_original_is_recorded_on_its_item_and_an_item_deleted_meanwhile_i
     gone_item = stack.item(image_id_for(stack.ingest_bucket, gone))
     assert gone_item is not None
     assert gone_item["status"] == "FAILED"
-    assert gone_item["error"]["reason"] == "reprocess_failed"
-    assert gone_item["error"]["detail"] == "ImageRejected"  # a permanent error: recorded, not retried
-    assert json.loads(gone_item["error"]["cause"])["errorMessage"].startswith("source_missing")
+    # A permanent error: recorded, not retried; a reason code and the error name, never the
+    # stack trace (the item's error reaches the external webhook in ImageFailed events).
+    assert gone_item["error"] == {"reason": "reprocess_failed", "detail": "ImageRejected"}
     assert [call.error["errorType"] for call in workflow.calls("ThumbnailFunction") if call.error] == [
         "ImageRejected",
         "ImageRejected",
@@ -195,6 +195,52 @@ def test_a_gone_original_is_recorded_on_its_item_and_an_item_deleted_meanwhile_i
     assert stack.item(image_id_for(stack.ingest_bucket, deleted)) is None  # not re-created by RecordFailure
     [summary] = summaries(stack)
     assert summary["counts"] == {"succeeded": 1, "failed": 0, "errors": 1, "skipped": 1}
+
+
+class FunctionTimedOut(Exception):
+    """The render's Lambda task failing for good after it did its work (e.g. a timeout)."""
+
+
+def test_a_failed_render_never_fails_an_item_that_succeeded_or_moved_to_a_newer_version_meanwhile(
+    stack: TestStack, deploy: Callable[..., Workflow], invoke_thumbnail: Callable[[dict[str, Any]], Any]
+) -> None:
+    """RecordFailure is conditional on the version listed and on it not having succeeded."""
+    healed, replaced, stuck = "uploads/healed.jpg", "uploads/replaced.jpg", "uploads/stuck.jpg"
+    seed_failed(stack, [healed, replaced, stuck])
+    workflow = deploy()
+    render = workflow.handlers["ThumbnailFunction"]
+    newer: dict[str, Any] = {}
+
+    def fails_after_the_fact(event: dict[str, Any], context: Any) -> Any:
+        if event["key"] == healed:  # this very render succeeded, then the task failed (timed out)
+            render(event, context)
+        elif event["key"] == replaced:  # a newer version was uploaded and processed meanwhile
+            newer.update(s3_put_event(stack, replaced, make_jpeg(400, 300)))
+            invoke_thumbnail(newer)
+        raise FunctionTimedOut("Task timed out after 60.00 seconds")
+
+    workflow.handlers["ThumbnailFunction"] = fails_after_the_fact
+
+    [execution] = workflow.run({"status": "FAILED"})
+
+    assert execution["status"] == "SUCCEEDED"
+    healed_item = stack.item(image_id_for(stack.ingest_bucket, healed))
+    assert healed_item is not None
+    assert healed_item["status"] == "SUCCEEDED"
+    assert "error" not in healed_item
+    assert set(stack.rendition_keys()) >= {r["key"] for r in healed_item["renditions"]}
+    replaced_item = stack.item(image_id_for(stack.ingest_bucket, replaced))
+    assert replaced_item is not None
+    assert (replaced_item["status"], replaced_item["width"]) == ("SUCCEEDED", 400)
+    assert replaced_item["source_etag"] == newer["Records"][0]["s3"]["object"]["eTag"]
+    stuck_item = stack.item(image_id_for(stack.ingest_bucket, stuck))
+    assert stuck_item is not None  # still the version listed, never succeeded: the failure is recorded
+    assert (stuck_item["status"], stuck_item["error"]) == (
+        "FAILED",
+        {"reason": "reprocess_failed", "detail": "FunctionTimedOut"},
+    )
+    [summary] = summaries(stack)
+    assert summary["counts"] == {"succeeded": 0, "failed": 0, "errors": 1, "skipped": 2}
 
 
 def fan_out_queue(stack: TestStack, subscription: str) -> str:

@@ -101,7 +101,14 @@ def list_images(
             page = repository.scan_page(page.next_key, page_size, key_prefix=request.prefix)
     images = []
     for record in page.records:
-        image: dict[str, Any] = {"image_id": record.image_id, "bucket": record.bucket, "key": record.key}
+        # The version listed: RecordFailure may only fail the item while it still describes it.
+        image: dict[str, Any] = {
+            "image_id": record.image_id,
+            "bucket": record.bucket,
+            "key": record.key,
+            "source_etag": record.source.etag,
+            "source_sequencer": record.source.sequencer,
+        }
         if request.sizes:
             image["sizes"] = list(request.sizes)
         images.append(image)
