@@ -51,6 +51,7 @@ class TestStack:
 
     def thumbnail_env(self, **overrides: str) -> dict[str, str]:
         env = {
+            "INGEST_BUCKET": self.ingest_bucket,
             "RENDITIONS_BUCKET": self.renditions_bucket,
             "IMAGES_TABLE": self.images_table,
             "EVENTS_TOPIC_ARN": self.events_topic_arn,

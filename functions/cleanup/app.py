@@ -25,7 +25,15 @@ metrics = Metrics()
 
 # Stop starting new pages this long before the function's timeout; the next run resumes.
 SAFETY_MARGIN_MS = 20_000
-COUNTS = ("items_checked", "timed_out", "originals_gone", "renditions_deleted", "orphans_deleted", "objects_listed")
+COUNTS = (
+    "items_checked",
+    "timed_out",
+    "originals_gone",
+    "renditions_deleted",
+    "orphans_deleted",
+    "objects_listed",
+    "unreadable",
+)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -71,8 +71,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if "Records" not in event:
         sizes = parse_sizes(",".join(map(str, event["sizes"]))) if event.get("sizes") else None
         # A gone object raises ImageRejected: the workflow records it on the item, never retries it.
-        ref = thumbnailer.current_version(str(event["bucket"]), str(event["key"]))
-        result = thumbnailer.process(ref, force=True, sizes=sizes)
+        result = thumbnailer.reprocess(str(event["bucket"]), str(event["key"]), sizes=sizes)
         _record(result)
         return result.to_dict()
     results = [thumbnailer.process(ref) for ref in refs_from_s3_event(S3Event(event))]

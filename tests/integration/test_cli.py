@@ -53,4 +53,5 @@ def test_invoke_names_what_env_json_must_supply_against_another_endpoint(capsys:
     code = invoke.main(["ThumbnailFunction", "-e", "events/s3-put.json", "--endpoint-url", "http://localhost:1"])
 
     assert code == 2
-    assert "set EVENTS_TOPIC_ARN, IMAGES_TABLE, RENDITIONS_BUCKET in --env-vars" in capsys.readouterr().err
+    needed = "set EVENTS_TOPIC_ARN, IMAGES_TABLE, INGEST_BUCKET, RENDITIONS_BUCKET in --env-vars"
+    assert needed in capsys.readouterr().err

@@ -56,7 +56,7 @@ def test_every_resource_of_the_template_exists_after_deploy(pipeline: LocalPipel
     topic = pipeline.output("ImageEventsTopicArn")
     subscriptions = pipeline.endpoint.client("sns").list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
     assert len(subscriptions) == 2
-    ttl = pipeline.dynamodb.describe_time_to_live(TableName=pipeline.output("ImagesTableName"))
+    ttl = pipeline.dynamodb.describe_time_to_live(TableName=pipeline.output("IdempotencyTableName"))
     assert ttl["TimeToLiveDescription"]["TimeToLiveStatus"] == "ENABLED"
 
 

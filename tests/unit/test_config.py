@@ -6,7 +6,12 @@ from hypothesis import strategies as st
 
 from image_pipeline.config import ConfigError, ThumbnailSettings, parse_sizes
 
-REQUIRED = {"RENDITIONS_BUCKET": "r", "IMAGES_TABLE": "t", "EVENTS_TOPIC_ARN": "arn:aws:sns:us-east-1:1:t"}
+REQUIRED = {
+    "INGEST_BUCKET": "i",
+    "RENDITIONS_BUCKET": "r",
+    "IMAGES_TABLE": "t",
+    "EVENTS_TOPIC_ARN": "arn:aws:sns:us-east-1:1:t",
+}
 
 
 def test_defaults_fill_everything_but_the_resources() -> None:

@@ -62,15 +62,18 @@ def test_the_definition_is_valid_json_with_retry_and_catch_where_the_issue_asks(
 
 def test_the_role_may_touch_exactly_what_the_definition_touches() -> None:
     policies = MACHINE["Policies"]
-    invoked = {
-        referenced_logical_id(p["LambdaInvokePolicy"]["FunctionName"]) for p in policies if "LambdaInvokePolicy" in p
-    }
     published = {
         referenced_logical_id(p["SNSPublishMessagePolicy"]["TopicName"])
         for p in policies
         if "SNSPublishMessagePolicy" in p
     }
     statements = [statement for p in policies if "Statement" in p for statement in p["Statement"]]
+    invoked = {
+        referenced_logical_id(target)
+        for statement in statements
+        if "lambda:InvokeFunction" in statement["Action"]
+        for target in statement["Resource"]
+    }
     updated = {
         referenced_logical_id(statement["Resource"])
         for statement in statements

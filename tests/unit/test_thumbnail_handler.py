@@ -214,3 +214,24 @@ def test_a_direct_request_that_cannot_read_the_object_metadata_is_transient(stac
         with pytest.raises(TransientError, match="ExpiredToken"):
             invoke({"bucket": stack.ingest_bucket, "key": "uploads/there.jpg"})
     assert stack.item(image_id_for(stack.ingest_bucket, "uploads/there.jpg")) is None
+
+
+def test_an_object_in_a_foreign_bucket_is_ignored_with_its_reason_and_leaves_nothing(
+    stack: TestStack, invoke: Invoke
+) -> None:
+    """Only the ingest bucket is allow-listed: another bucket's event (or a reprocess request
+    naming it) creates no item, no renditions and no event, even when the object is readable."""
+    foreign = "someone-elses-bucket"
+    stack.clients.s3.create_bucket(Bucket=foreign)
+    body = make_jpeg(64, 48)
+    put = stack.clients.s3.put_object(Bucket=foreign, Key="uploads/theirs.jpg", Body=body)
+    event = s3_event_for(foreign, "uploads/theirs.jpg", etag=put["ETag"].strip('"'), version_id=None, size=len(body))
+
+    [result] = invoke(event)["results"]
+    direct = invoke({"bucket": foreign, "key": "uploads/theirs.jpg"})
+
+    for outcome in (result, direct):
+        assert (outcome["outcome"], outcome["reason"], outcome["detail"]) == ("IGNORED", "foreign_bucket", foreign)
+    assert stack.item(image_id_for(foreign, "uploads/theirs.jpg")) is None
+    assert stack.rendition_keys() == []
+    assert stack.published_events() == []

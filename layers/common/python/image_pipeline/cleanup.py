@@ -3,6 +3,8 @@
 - An item whose original object is gone: its renditions and the item are deleted.
 - An item PROCESSING for longer than the threshold (the attempt died and its retries are
   spent): FAILED with reason "timed out", so it shows up for the reprocess workflow.
+- An item whose original cannot be read (access denied): skipped and reported, never a
+  reason to stop the run.
 - Rendition objects no item references (the image is gone, or they belong to a superseded
   version an interrupted attempt left behind): deleted, once older than a grace period, so
   an attempt still in flight keeps its files.
@@ -17,10 +19,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from image_pipeline.keys import RENDITIONS_PREFIX
@@ -34,7 +37,12 @@ if TYPE_CHECKING:
 
 STATE_KEY = "cleanup/state.json"  # in the renditions bucket, outside renditions/
 _GONE_CODES = {"404", "NoSuchKey", "NotFound"}
+# The original exists but this role may not read it (an item for a foreign bucket, a changed
+# bucket policy): skip the item and report it, so one unreadable item cannot stop every run.
+_UNREADABLE_CODES = {"403", "AccessDenied", "AllAccessDisabled", "NoSuchBucket"}
+_REPORTED_UNREADABLE = 20  # the report names this many; the count covers all
 _DELETE_BATCH = 1000  # DeleteObjects limit
+logger = Logger(child=True)
 
 
 @dataclass
@@ -46,6 +54,8 @@ class CleanupReport:
     renditions_deleted: int = 0
     orphans_deleted: int = 0
     objects_listed: int = 0
+    unreadable: int = 0  # items whose original could not be read: skipped, left as they are
+    unreadable_items: list[str] = field(default_factory=list)  # "image_id s3://bucket/key (code)"
     cycle_complete: bool = False
     stopped_early: bool = False  # the budget or the clock ran out: the next run resumes
 
@@ -61,6 +71,10 @@ class _Cursor:
     items_start_key: dict[str, Any] | None = None
     renditions_token: str | None = None
     cycle_started_at: str = ""
+
+
+class _Unreadable(Exception):
+    """HEAD of an original was refused: the error code."""
 
 
 def _iso(moment: datetime) -> str:
@@ -120,7 +134,19 @@ class Cleanup:
                 return
 
     def _clean_item(self, record: ImageRecord, report: CleanupReport, now: datetime, stuck_before: str) -> None:
-        if self._original_gone(record):
+        try:
+            gone = self._original_gone(record)
+        except _Unreadable as unreadable:
+            original = f"s3://{record.bucket}/{record.key}"
+            report.unreadable += 1
+            if len(report.unreadable_items) < _REPORTED_UNREADABLE:
+                report.unreadable_items.append(f"{record.image_id} {original} ({unreadable})")
+            logger.warning(
+                "original unreadable: item skipped",
+                extra={"image_id": record.image_id, "object": original, "code": str(unreadable)},
+            )
+            return
+        if gone:
             report.originals_gone += 1
             keys = self._rendition_keys(record.image_id)
             if report.dry_run:
@@ -137,8 +163,11 @@ class Cleanup:
         try:
             self._s3.head_object(Bucket=record.bucket, Key=record.key)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code", "") in _GONE_CODES:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if code in _GONE_CODES:
                 return True
+            if code in _UNREADABLE_CODES:
+                raise _Unreadable(code) from error
             raise
         return False
 

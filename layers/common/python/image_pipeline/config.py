@@ -122,6 +122,7 @@ def parse_sizes(raw: str) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class ThumbnailSettings:
+    ingest_bucket: str  # the only bucket whose events are processed (an allow-list of one)
     renditions_bucket: str
     images_table: str
     events_topic_arn: str
@@ -137,6 +138,7 @@ class ThumbnailSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ThumbnailSettings:
         env = _EnvReader(os.environ if environ is None else environ)
         settings = cls(
+            ingest_bucket=env.text("INGEST_BUCKET"),
             renditions_bucket=env.text("RENDITIONS_BUCKET"),
             images_table=env.text("IMAGES_TABLE"),
             events_topic_arn=env.text("EVENTS_TOPIC_ARN"),

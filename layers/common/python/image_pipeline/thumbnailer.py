@@ -25,7 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from image_pipeline import imaging
 from image_pipeline.errors import ImageRejected, RejectReason, TransientError
 from image_pipeline.events import EventPublisher, event_for_record
-from image_pipeline.keys import ObjectRef, rendition_key
+from image_pipeline.keys import ObjectRef, image_id_for, rendition_key
 from image_pipeline.record import SourceImage, StoredRendition
 from image_pipeline.repository import ClaimOutcome, ImagesRepository
 
@@ -46,7 +46,7 @@ class Outcome(StrEnum):
     FAILED = "FAILED"
     DUPLICATE = "DUPLICATE"  # this version was already done; its event was re-published
     STALE = "STALE"  # a newer version of the key is (being) processed
-    IGNORED = "IGNORED"  # outside the upload prefix
+    IGNORED = "IGNORED"  # not the ingest bucket, or outside the upload prefix
 
 
 @dataclass(frozen=True)
@@ -137,10 +137,28 @@ class Thumbnailer:
             bucket=bucket, key=key, etag=head["ETag"].strip('"'), sequencer="", version_id=head.get("VersionId")
         )
 
+    def reprocess(self, bucket: str, key: str, *, sizes: tuple[int, ...] | None = None) -> Result:
+        """Re-render the object's current version (a direct request), even if it was done before."""
+        if ignored := self._not_ours(bucket, key):
+            return ignored
+        return self.process(self.current_version(bucket, key), force=True, sizes=sizes)
+
+    def _not_ours(self, bucket: str, key: str) -> Result | None:
+        """Only the ingest bucket's uploads are ours: a foreign bucket's objects must not create
+        items (the cleanup job cannot read their originals) or renditions."""
+        if bucket != self.settings.ingest_bucket:
+            logger.warning("object in a foreign bucket ignored", extra={"bucket": bucket, "key": key})
+            return Result(Outcome.IGNORED, image_id_for(bucket, key), key, reason="foreign_bucket", detail=bucket)
+        if not key.startswith(self.settings.upload_prefix):
+            return Result(
+                Outcome.IGNORED, image_id_for(bucket, key), key, detail=f"not under {self.settings.upload_prefix}"
+            )
+        return None
+
     def process(self, ref: ObjectRef, *, force: bool = False, sizes: tuple[int, ...] | None = None) -> Result:
         started = time.perf_counter()
-        if not ref.key.startswith(self.settings.upload_prefix):
-            return Result(Outcome.IGNORED, ref.image_id, ref.key, detail=f"not under {self.settings.upload_prefix}")
+        if ignored := self._not_ours(ref.bucket, ref.key):
+            return ignored
         with _aws_errors_are_transient("claiming the image item"):
             claim = self._repository.claim(ref, self._clock(), force=force)
         if claim.outcome is ClaimOutcome.STALE:
