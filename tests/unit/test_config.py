@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from image_pipeline.config import ConfigError, ThumbnailSettings, parse_sizes
+from image_pipeline.config import ConfigError, ThumbnailSettings, memory_needed_mb, parse_sizes
+from pipeline_cli.template import load_template
 
 REQUIRED = {
     "INGEST_BUCKET": "i",
@@ -47,3 +48,21 @@ def test_sizes_parse_unique_and_descending(sizes: list[int]) -> None:
 def test_bad_sizes_are_rejected(raw: str) -> None:
     with pytest.raises(ValueError, match="size"):
         parse_sizes(raw)
+
+
+def test_limits_the_function_memory_cannot_hold_fail_at_start_with_the_memory_needed() -> None:
+    """MaxPixels, MaxUploadBytes and ThumbnailMemorySize are checked against each other when the
+    function starts: the template's defaults fit, the same limits at 512 MB do not."""
+    parameters = load_template()["Parameters"]
+    limits = {
+        "MAX_PIXELS": str(parameters["MaxPixels"]["Default"]),
+        "MAX_SOURCE_BYTES": str(parameters["MaxUploadBytes"]["Default"]),
+    }
+    default_memory = str(parameters["ThumbnailMemorySize"]["Default"])
+    settings = ThumbnailSettings.from_env({**REQUIRED, **limits, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": default_memory})
+    assert memory_needed_mb(settings.max_pixels, settings.max_source_bytes) < int(default_memory)
+
+    with pytest.raises(ConfigError, match=r"need about \d+ MB, the function has 512 MB"):
+        ThumbnailSettings.from_env({**REQUIRED, **limits, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512"})
+    smaller = {"MAX_PIXELS": "12000000", "MAX_SOURCE_BYTES": "30000000", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512"}
+    assert ThumbnailSettings.from_env({**REQUIRED, **smaller}).max_pixels == 12_000_000  # what fits 512 MB

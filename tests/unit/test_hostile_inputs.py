@@ -11,6 +11,8 @@ within CASE_MEMORY_BUDGET_MB, which a decoded bomb exceeds several times over.
 from __future__ import annotations
 
 import itertools
+import struct
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
+from image_pipeline.config import PEAK_BYTES_PER_PIXEL
 from image_pipeline.errors import ImageRejected, RejectReason
 from image_pipeline.imaging import RenditionSpec, fit_within, make_renditions
 from image_pipeline.keys import image_id_for
@@ -32,6 +35,7 @@ from tests.hostile_images import (
     gif_screen_bomb,
     jpeg_bomb,
     png_bomb,
+    png_chunk,
     png_deflate_bomb,
     png_text_bomb,
     without_adobe_marker,
@@ -337,3 +341,33 @@ def test_the_core_only_ever_rejects_damaged_images_of_any_format(body: bytes, si
 def assert_meaningful(rejection: ImageRejected) -> None:
     assert rejection.reason in RejectReason
     assert rejection.detail
+
+
+def rgb_16_bit_png(width: int, height: int) -> bytes:
+    """A valid 16-bit-per-channel RGB PNG (6 bytes a pixel, the costliest common decode)."""
+    rows = []
+    for shade in range(256):  # a few distinct rows, so the file stays small and deflates fast
+        pixel = struct.pack(">HHH", shade * 257, (255 - shade) * 257, (shade * 97 % 256) * 257)
+        rows.append(b"\0" + pixel * width)
+    compressor = zlib.compressobj(6)
+    idat = b"".join(compressor.compress(rows[y % 256]) for y in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
+def test_a_large_accepted_image_stays_within_the_memory_the_start_check_budgets(sandbox: HandlerSandbox) -> None:
+    """The start-time check (config.memory_needed_mb) budgets PEAK_BYTES_PER_PIXEL per pixel plus
+    the original: a 12 MP 16-bit PNG, rendered in full, must add no more at its peak. The budget
+    is linear in pixels, so this bounds the largest accepted image at the template's MemorySize."""
+    width, height = 4000, 3000
+    body = rgb_16_bit_png(width, height)
+
+    outcome = run_case(sandbox, "rgb16 12mp.png", body)
+
+    assert outcome.error is None, outcome.error
+    assert outcome.outcome == "SUCCEEDED", outcome.response
+    assert outcome.item is not None
+    assert (outcome.item["width"], outcome.item["height"]) == (width, height)
+    assert len(outcome.renditions) == len(SIZES)
+    budget_mb = (width * height * PEAK_BYTES_PER_PIXEL + len(body)) / 2**20
+    assert 0 < outcome.peak_mb <= budget_mb, (outcome.peak_mb, budget_mb)

@@ -9,6 +9,7 @@ rules; these tests hold the project's own promises, including ones checkov has n
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,6 +43,43 @@ SAM_MANAGED_POLICIES = {
     # SQS event sources; every role that has it also Denies its actions on any other queue.
     "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole",
 }
+# What each of those managed policies grants (their AWS-published documents): checked by the same
+# rules as inline policies, so a managed policy can no more hide a wildcard than a statement can.
+MANAGED_POLICY_GRANTS = {
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole": {
+        "logs:CreateLogGroup",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    },
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess": {
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "xray:GetSamplingRules",
+        "xray:GetSamplingTargets",
+        "xray:GetSamplingStatisticSummaries",
+    },
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole": {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "logs:CreateLogGroup",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    },
+}
+# Granted on "*" by the managed policies above and accepted: X-Ray takes no resource ARNs; a
+# function's own log group is named after its generated name, so narrowing the log actions would
+# make a circular reference (log group -> function -> role -> log group).
+MANAGED_WILDCARD_ACTIONS = {
+    "logs:CreateLogGroup",
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "xray:GetSamplingStatisticSummaries",
+} | WILDCARD_RESOURCE_ACTIONS
+# A "*" in a resource ARN is accepted in one place only: the objects under one fixed key prefix
+# of a bucket ("<bucket>/uploads/*"). Anywhere else it is a prefix wildcard: "function:name*"
+# also matches "name-evil", "bucket*" every bucket whose name starts so.
+OBJECTS_UNDER_A_PREFIX = re.compile(r"^[^*]+/[A-Za-z0-9_.-]+/\*$")
 SQS_POLLER_ACTIONS = {
     "sqs:ReceiveMessage",
     "sqs:DeleteMessage",
@@ -145,16 +183,122 @@ def test_every_function_has_reserved_concurrency_and_a_log_group_with_retention(
         assert expected_name in function_log_names, f"{logical_id}: no log group with retention"
 
 
+def resource_text(resource: Any) -> str:
+    """The ARN text a resource entry spells out ("" for Ref / GetAtt: an exact resource)."""
+    if isinstance(resource, str):
+        return resource
+    if "Fn::Sub" in resource:
+        sub = resource["Fn::Sub"]
+        return str(sub[0] if isinstance(sub, list) else sub)
+    return ""
+
+
+def wildcard_problems(statement: dict[str, Any], accepted_on_everything: set[str]) -> list[str]:
+    """Why an Allow statement grants more than named resources (empty: it does not)."""
+    actions = as_list(statement["Action"])
+    problems = [f"wildcard action {action}" for action in actions if "*" in action]
+    for resource in as_list(statement.get("Resource")):
+        text = resource_text(resource)
+        if text == "*":
+            problems += [f"{action} on *" for action in actions if action not in accepted_on_everything]
+        elif "*" in text and not OBJECTS_UNDER_A_PREFIX.match(text):
+            problems.append(f"prefix wildcard {text}")
+    return problems
+
+
+def test_wildcard_rules_catch_exact_and_prefix_wildcards() -> None:
+    """The rules themselves, on what SAM's LambdaInvokePolicy and S3ReadPolicy expand to."""
+    lambda_invoke_policy = {
+        "Effect": "Allow",
+        "Action": ["lambda:InvokeFunction"],
+        "Resource": [{"Fn::Sub": ["arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${n}*", {}]}],
+    }
+    whole_bucket_read = {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [{"Fn::Sub": "arn:aws:s3:::b/*"}]}
+    under_uploads = {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": {"Fn::Sub": "arn:aws:s3:::b/uploads/*"}}
+    assert wildcard_problems(lambda_invoke_policy, set()) != []
+    assert wildcard_problems(whole_bucket_read, set()) != []
+    assert wildcard_problems({"Effect": "Allow", "Action": "s3:*", "Resource": "arn:aws:s3:::b"}, set()) != []
+    assert wildcard_problems({"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"}, set()) != []
+    assert wildcard_problems(under_uploads, set()) == []
+
+
 def test_roles_grant_no_wildcard_actions_and_wildcard_resources_only_where_aws_requires(
     resources: dict[str, dict[str, Any]],
 ) -> None:
     for logical_id, role in of_type(resources, "AWS::IAM::Role").items():
         for policy in role["Properties"].get("Policies", []):
             for statement in statements(policy["PolicyDocument"]):
-                actions = as_list(statement["Action"])
-                assert not any("*" in action for action in actions), (logical_id, actions)
-                if statement["Effect"] == "Allow" and "*" in as_list(statement.get("Resource")):
-                    assert set(actions) <= WILDCARD_RESOURCE_ACTIONS, (logical_id, actions)
+                if statement["Effect"] == "Allow":
+                    problems = wildcard_problems(statement, WILDCARD_RESOURCE_ACTIONS)
+                    assert problems == [], (logical_id, policy["PolicyName"], problems)
+                else:  # a Deny takes away; its actions must still be named
+                    assert not any("*" in action for action in as_list(statement["Action"])), logical_id
+
+
+def test_managed_policies_grant_nothing_on_everything_that_is_not_narrowed(
+    resources: dict[str, dict[str, Any]],
+) -> None:
+    """Each managed policy is one whose grants are known; what it grants on "*" is either an
+    action AWS requires "*" for, the function's own logs, or denied outside the role's own resource."""
+    for logical_id, role in of_type(resources, "AWS::IAM::Role").items():
+        denied_elsewhere = {
+            action
+            for policy in role["Properties"].get("Policies", [])
+            for s in statements(policy["PolicyDocument"])
+            if s["Effect"] == "Deny" and "NotResource" in s
+            for action in as_list(s["Action"])
+        }
+        for arn in role["Properties"].get("ManagedPolicyArns", []):
+            assert arn in MANAGED_POLICY_GRANTS, f"{logical_id}: managed policy {arn} grants what this test cannot see"
+            grant = {"Effect": "Allow", "Action": sorted(MANAGED_POLICY_GRANTS[arn]), "Resource": "*"}
+            problems = wildcard_problems(grant, MANAGED_WILDCARD_ACTIONS | denied_elsewhere)
+            assert problems == [], (logical_id, arn, problems)
+
+
+def test_service_principals_are_scoped_to_this_account_or_resource(resources: dict[str, dict[str, Any]]) -> None:
+    """Confused deputy: a grant to an AWS service names whose call it is (aws:SourceArn or
+    aws:SourceAccount, or a Lambda permission's SourceArn / SourceAccount)."""
+    for logical_id, permission in of_type(resources, "AWS::Lambda::Permission").items():
+        properties = permission["Properties"]
+        assert "SourceArn" in properties, logical_id
+    documents = [
+        (logical_id, r["Properties"]["PolicyDocument"])
+        for kind in ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", "AWS::SNS::TopicPolicy")
+        for logical_id, r in of_type(resources, kind).items()
+    ] + [(logical_id, r["Properties"]["KeyPolicy"]) for logical_id, r in of_type(resources, "AWS::KMS::Key").items()]
+    for logical_id, document in documents:
+        for statement in statements(document):
+            if statement["Effect"] == "Allow" and "Service" in statement["Principal"]:
+                conditions = {key for test in statement.get("Condition", {}).values() for key in test}
+                assert conditions & {"aws:SourceArn", "aws:SourceAccount"}, (logical_id, statement.get("Sid"))
+
+
+def test_only_the_pipeline_publishes_image_events_and_only_over_tls(resources: dict[str, dict[str, Any]]) -> None:
+    [policy] = of_type(resources, "AWS::SNS::TopicPolicy").values()
+    assert policy["Properties"]["Topics"] == [{"Ref": "ImageEventsTopic"}]
+    by_sid = {s["Sid"]: s for s in statements(policy["Properties"]["PolicyDocument"])}
+    publishers = by_sid["PipelinePublishersOnly"]
+    assert (publishers["Effect"], publishers["Principal"], publishers["Action"]) == ("Deny", "*", "sns:Publish")
+    assert publishers["Condition"]["ArnNotEquals"]["aws:PrincipalArn"] == [
+        {"Fn::GetAtt": ["ThumbnailFunctionRole", "Arn"]},
+        {"Fn::GetAtt": ["ReprocessStateMachineRole", "Arn"]},
+    ]
+    for role in ("ThumbnailFunctionRole", "ReprocessStateMachineRole"):  # the roles SAM really generates
+        assert resources[role]["Type"] == "AWS::IAM::Role"
+    tls = by_sid["DenyInsecureTransport"]
+    assert (tls["Effect"], tls["Condition"]) == ("Deny", {"Bool": {"aws:SecureTransport": "false"}})
+    assert "sns:Publish" in tls["Action"]
+
+
+def test_names_are_unique_per_stack_tables_resist_deletion_and_presigned_responses_are_not_traced(
+    resources: dict[str, dict[str, Any]],
+) -> None:
+    for logical_id, schedule in of_type(resources, "AWS::Scheduler::Schedule").items():
+        assert "${AWS::StackName}" in resource_text(schedule["Properties"]["Name"]), logical_id
+    for logical_id, table in of_type(resources, "AWS::DynamoDB::Table").items():
+        assert table["Properties"]["DeletionProtectionEnabled"] is True, logical_id
+    variables = resources["UploadUrlFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"  # the response holds a signature and token
 
 
 def test_managed_policies_are_sams_defaults_and_the_sqs_one_is_narrowed_to_the_own_queue(

@@ -251,6 +251,13 @@ class _Wiring:
             )
         self.register(logical_id, logical_id, "queue policy set")
 
+    def topic_policy(self, logical_id: str, properties: dict[str, Any]) -> None:
+        sns = self.endpoint.client("sns")
+        for topic_arn in properties["Topics"]:
+            policy = json.dumps(properties["PolicyDocument"])
+            sns.set_topic_attributes(TopicArn=topic_arn, AttributeName="Policy", AttributeValue=policy)
+        self.register(logical_id, logical_id, "topic policy set (moto does not enforce it)")
+
     def bucket_policy(self, logical_id: str, properties: dict[str, Any]) -> None:
         # Not applied: moto evaluates bucket policy conditions without any request context, so
         # the TLS-only Deny (aws:SecureTransport=false) would deny every request, TLS or not.
@@ -406,6 +413,7 @@ class _Wiring:
 _CREATED_BY_RUNNER: dict[str, Callable[[_Wiring, str, dict[str, Any]], None]] = {
     "AWS::SecretsManager::Secret": _Wiring.secret,
     "AWS::SQS::QueuePolicy": _Wiring.queue_policy,
+    "AWS::SNS::TopicPolicy": _Wiring.topic_policy,
     "AWS::S3::BucketPolicy": _Wiring.bucket_policy,
     "AWS::SNS::Subscription": _Wiring.subscription,
     "AWS::CloudWatch::Alarm": _Wiring.alarm,
@@ -426,6 +434,7 @@ _WIRING_ORDER = [
     "AWS::DynamoDB::Table",
     "AWS::S3::BucketPolicy",
     "AWS::SQS::QueuePolicy",
+    "AWS::SNS::TopicPolicy",
     "AWS::SNS::Subscription",
     "AWS::Lambda::EventInvokeConfig",
     "AWS::Scheduler::Schedule",

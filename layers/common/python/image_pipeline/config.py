@@ -21,6 +21,20 @@ RENDITION_FORMATS = ("JPEG", "WEBP")
 DEFAULT_MAX_SOURCE_BYTES = 100_000_000
 
 
+# Peak memory of one image (docs/reliability.md, "Memory"): the runtime with Pillow loaded, the
+# original held in memory (it is read whole), and the decoded pixels with the working copies the
+# renditions are made from. The per-pixel figure is an upper bound of what the sandboxed tests
+# measure across formats, 16-bit PNG being the worst (tests/unit/test_hostile_inputs.py).
+RUNTIME_BASELINE_MB = 160
+PEAK_BYTES_PER_PIXEL = 10
+_MB = 1024 * 1024
+
+
+def memory_needed_mb(max_pixels: int, max_source_bytes: int) -> int:
+    """The MemorySize (MB) ThumbnailFunction needs for the largest image it accepts."""
+    return RUNTIME_BASELINE_MB + -(-(max_pixels * PEAK_BYTES_PER_PIXEL + max_source_bytes) // _MB)
+
+
 class ConfigError(ValueError):
     """One or more environment variables are missing or invalid."""
 
@@ -150,6 +164,16 @@ class ThumbnailSettings:
             max_source_bytes=env.integer("MAX_SOURCE_BYTES", DEFAULT_MAX_SOURCE_BYTES, minimum=1),
             upload_concurrency=env.integer("UPLOAD_CONCURRENCY", 4, minimum=1, maximum=32),
         )
+        # Set by Lambda: a MaxPixels / MaxUploadBytes the function's memory cannot hold would
+        # fail only when such an image arrives (out of memory, retried, dead-lettered): say so now.
+        memory_mb = env.integer("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 0)
+        if memory_mb and settings.max_pixels and settings.max_source_bytes:
+            needed = memory_needed_mb(settings.max_pixels, settings.max_source_bytes)
+            if needed > memory_mb:
+                env.problems.append(
+                    f"MAX_PIXELS={settings.max_pixels} and MAX_SOURCE_BYTES={settings.max_source_bytes} need about"
+                    f" {needed} MB, the function has {memory_mb} MB: raise ThumbnailMemorySize or lower the limits"
+                )
         env.raise_if_invalid(cls.__name__)
         return settings
 
