@@ -72,6 +72,7 @@ class FanoutStack:
             "WEBHOOK_URL": url,
             "WEBHOOK_SECRET_ARN": self.secret_arn,
             "WEBHOOK_TIMEOUT_SECONDS": "2",
+            "WEBHOOK_RETRY_BASE_SECONDS": "0",  # retry at once: tests poll without waiting
             "IDEMPOTENCY_TABLE": self.idempotency_table,
             **overrides,
         }

@@ -1,8 +1,9 @@
 """WebhookFunction: SQS batches of image events -> one signed POST per event to WEBHOOK_URL.
 
 Each event is delivered once per event_id (Powertools idempotency, IdempotencyTable); a
-non-2xx answer or a timeout fails that record only (ReportBatchItemFailures), so SQS retries
-it and, after maxReceiveCount receives, moves it to WebhookDeadLetterQueue.
+non-2xx answer or a missed deadline fails that record only (ReportBatchItemFailures), whose
+retry is delayed with exponential backoff (ChangeMessageVisibility); after maxReceiveCount
+receives SQS moves it to WebhookDeadLetterQueue.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -20,14 +21,23 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from image_pipeline.clients import AwsClients
 from image_pipeline.config import WebhookSettings
 from image_pipeline.observability import trace_lambda_handler
-from image_pipeline.subscriber import idempotency_config, idempotency_store, parse_delivered_event
+from image_pipeline.subscriber import (
+    BackoffBatchProcessor,
+    idempotency_config,
+    idempotency_store,
+    parse_delivered_event,
+)
 from image_pipeline.webhook import WebhookConsumer, WebhookSender, mark_duplicate
 
 settings = WebhookSettings.from_env()
 clients = AwsClients()  # created on first use, reused by warm invocations; tests replace it
 logger = Logger()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS, logger=logger)  # type: ignore[arg-type]  # a logging.Logger twin
+processor = BackoffBatchProcessor(
+    sqs=lambda: clients.sqs,
+    backoff=lambda: settings.backoff,
+    logger=logger,
+)
 
 
 @cache

@@ -31,7 +31,8 @@ def receiver() -> Iterator[WebhookServer]:
 
 @pytest.fixture
 def pipeline(receiver: WebhookServer) -> Iterator[LocalPipeline]:
-    with local_pipeline({"WebhookUrl": receiver.url, "MaxReceiveCount": "3"}) as deployed:
+    parameters = {"WebhookUrl": receiver.url, "WebhookMaxReceiveCount": "3", "WebhookRetryBaseSeconds": "0"}
+    with local_pipeline(parameters) as deployed:
         secrets = deployed.endpoint.client("secretsmanager")
         receiver.secret = secrets.get_secret_value(SecretId=deployed.output("WebhookSigningSecretArn"))["SecretString"]
         yield deployed
@@ -124,7 +125,7 @@ def test_a_failing_webhook_fills_its_dlq_and_the_redrive_delivers_each_event_onc
 
     assert pipeline.queue_depth("WebhookDeadLetterQueueUrl") == 2
     webhook_stats = next(s for s in pipeline.router.queue_stats.values() if s.source.function == "WebhookFunction")
-    assert webhook_stats.failed == 2 * 3  # MaxReceiveCount receives each, then the DLQ
+    assert webhook_stats.failed == 2 * 3  # WebhookMaxReceiveCount receives each, then the DLQ
     assert webhook_stats.in_dlq == 2
     assert len(pipeline.archived_events()) == 2  # the audit consumer is unaffected
 

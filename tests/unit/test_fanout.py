@@ -70,7 +70,7 @@ def test_each_consumer_queue_is_encrypted_dead_lettered_and_outlives_its_functio
     assert queue["MessageRetentionPeriod"] < dead_letter["MessageRetentionPeriod"]
     assert queue["RedrivePolicy"] == {
         "deadLetterTargetArn": {"Fn::GetAtt": [f"{consumer}DeadLetterQueue", "Arn"]},
-        "maxReceiveCount": {"Ref": "MaxReceiveCount"},
+        "maxReceiveCount": {"Ref": f"{consumer}MaxReceiveCount" if consumer == "Webhook" else "MaxReceiveCount"},
     }
     window = _parameter_max(source["Properties"]["MaximumBatchingWindowInSeconds"])
     assert queue["VisibilityTimeout"] >= 6 * function["Timeout"] + window
@@ -183,7 +183,7 @@ def test_a_poison_message_is_dead_lettered_redriven_and_then_delivered_once(
     aws: Any, server: WebhookServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fanout = create_fanout_stack(aws)
-    max_receives = int(fanout.parameters["MaxReceiveCount"])
+    max_receives = int(fanout.parameters["WebhookMaxReceiveCount"])
     poison, healthy = event_for_record(item("poison")), event_for_record(item("healthy"))
     server.script(poison.event_id, *[500] * max_receives)  # the receiver is down for this event
     fanout.publish(poison)

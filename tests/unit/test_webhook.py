@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -11,9 +16,13 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from hypothesis import given
 from hypothesis import strategies as st
 
+from image_pipeline.backoff import SQS_MAX_VISIBILITY_SECONDS, Backoff
 from image_pipeline.config import ConfigError, WebhookSettings
+from image_pipeline.events import event_for_item
 from image_pipeline.webhook import (
     SignatureError,
+    WebhookDeliveryError,
+    WebhookSender,
     compute_signature,
     signature_header,
     verify_signature,
@@ -23,12 +32,14 @@ from pipeline_cli.local.webhook_receiver import HANG, WebhookServer
 from tests.conftest import lambda_context
 from tests.consumers import (
     WEBHOOK_SECRET,
+    EventSourceMapping,
     FanoutStack,
     create_fanout_stack,
     events_from_sample,
     handler_module,
     lambda_sqs_record,
 )
+from tests.unit.test_fanout import item
 
 PROCESSED, FAILED = events_from_sample("sqs-image-events-batch.json")
 PROCESSED_ID = json.loads(PROCESSED)["event_id"]
@@ -238,3 +249,159 @@ def test_missing_webhook_settings_are_all_named_at_once() -> None:
 
     for name in ("WEBHOOK_URL", "WEBHOOK_SECRET_ARN", "IDEMPOTENCY_TABLE", "WEBHOOK_TIMEOUT_SECONDS"):
         assert name in str(error.value)
+
+
+# ----------------------------------------------------------------------------- deadline and backoff
+
+
+class SlowLoris:
+    """A receiver on 127.0.0.1 that reads the request, then trickles a never-ending header one
+    byte every 0.1 s: every single read succeeds well within any per-read timeout."""
+
+    def __init__(self, trickle_seconds: float = 30.0) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._trickle_seconds = trickle_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}/hooks/images"
+
+    def _serve(self) -> None:
+        connection, _ = self._listener.accept()
+        with connection:
+            connection.recv(65536)
+            trickle = itertools.cycle(b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 1000)
+            started = time.monotonic()
+            while not self._stop.is_set() and time.monotonic() - started < self._trickle_seconds:
+                try:
+                    connection.send(bytes([next(trickle)]))
+                except OSError:
+                    return  # the sender hung up: what the deadline is for
+                self._stop.wait(0.1)
+
+    def __enter__(self) -> SlowLoris:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
+
+
+def test_a_slow_loris_receiver_cannot_hold_a_send_past_its_total_deadline() -> None:
+    """The deadline covers the whole request: a receiver answering one byte at a time (which
+    resets a per-read timeout forever; it held a 1 s urllib send for 20 s) is cut off."""
+    with SlowLoris(trickle_seconds=30) as loris:
+        sender = WebhookSender(loris.url, lambda: WEBHOOK_SECRET, timeout_seconds=1.0)
+        started = time.monotonic()
+        with pytest.raises(WebhookDeliveryError, match=r"within the 1 s deadline"):
+            sender.send(PROCESSED.encode(), event_id=PROCESSED_ID, event_type="ImageProcessed")
+        elapsed = time.monotonic() - started
+    assert elapsed < 10, elapsed  # a correctness bound (the loris would go on for 30 s), not a speed target
+
+
+@given(receive_count=st.integers(min_value=1, max_value=1000), fraction=st.floats(min_value=0, max_value=1))
+def test_each_retry_waits_between_half_and_all_of_an_exponentially_growing_capped_delay(
+    receive_count: int, fraction: float
+) -> None:
+    backoff = Backoff(base_seconds=60, max_seconds=3600)
+    ceiling = min(3600, 60 * 2 ** min(receive_count - 1, 32))
+    delay = backoff.delay_seconds(receive_count, uniform=lambda low, high: low + fraction * (high - low))
+    assert ceiling / 2 - 1 <= delay <= ceiling + 1
+    assert backoff.ceiling(receive_count + 1) >= backoff.ceiling(receive_count)  # never shrinks
+    assert backoff.ceiling(receive_count) <= SQS_MAX_VISIBILITY_SECONDS
+
+
+@dataclass
+class OutageRun:
+    delivered_after_seconds: float | None  # simulated time of the successful delivery
+    receives: int
+    dead_lettered: bool
+
+
+def ride_out_outage(
+    fanout: FanoutStack, server: WebhookServer, outage_seconds: float, uniform: Callable[[float, float], float]
+) -> OutageRun:
+    """One event through WebhookQueue (its template RedrivePolicy) and the real handler with the
+    template's backoff, the receiver answering 500 until `outage_seconds` of simulated time.
+
+    Time is simulated: each poll happens when the visibility the handler set (recorded from its
+    ChangeMessageVisibility call) has passed; the harness then makes the message visible at once."""
+    parameters = fanout.parameters
+    env = {
+        "WEBHOOK_RETRY_BASE_SECONDS": parameters["WebhookRetryBaseSeconds"],
+        "WEBHOOK_RETRY_MAX_SECONDS": parameters["WebhookRetryMaxSeconds"],
+    }
+    handler = webhook_handler(fanout, server.url, **env)
+    handler_module(handler).processor.jitter = uniform  # type: ignore[attr-defined]
+    delays: list[int] = []
+
+    def record_delay(params: dict[str, Any], **_: Any) -> None:
+        delays.append(int(params["VisibilityTimeout"]))
+
+    sqs = fanout.clients.sqs
+    sqs.meta.events.register("provide-client-params.sqs.ChangeMessageVisibility", record_delay)
+    fanout.publish(event_for_item(item("outage")))
+    now, receives = 0.0, 0
+    mapping = EventSourceMapping(fanout.clients, fanout.webhook, handler, lambda_context("WebhookFunction"))
+    while True:
+        server.fail_event_types = {"ImageProcessed"} if now < outage_seconds else set()
+        messages = sqs.receive_message(
+            QueueUrl=fanout.webhook.url, MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"]
+        ).get("Messages", [])
+        if not messages:
+            return OutageRun(None, receives, fanout.queue_depth(fanout.webhook.dlq_url) == 1)
+        receives += 1
+        try:
+            failed = mapping.invoke(messages)
+        except BatchProcessingError:  # a batch of one that failed: the invocation fails
+            failed = [messages[0]["MessageId"]]
+        if not failed:
+            sqs.delete_message(QueueUrl=fanout.webhook.url, ReceiptHandle=messages[0]["ReceiptHandle"])
+            return OutageRun(now, receives, False)
+        now += delays[-1]  # the wait SQS would impose...
+        sqs.change_message_visibility(  # ...fast-forwarded
+            QueueUrl=fanout.webhook.url, ReceiptHandle=messages[0]["ReceiptHandle"], VisibilityTimeout=0
+        )
+
+
+OUTAGE_SURVIVED_HOURS = 9  # docs/reliability.md: what the template's defaults always ride out
+
+
+def test_the_template_backoff_rides_out_a_nine_hour_receiver_outage_without_loss(
+    fanout: FanoutStack, server: WebhookServer
+) -> None:
+    """With the jitter at its shortest (every wait at half its ceiling): the event is delivered
+    once, after the outage, and never dead-lettered; 420 s x 5 gave up after 35 minutes."""
+    parameters = fanout.parameters
+    backoff = Backoff(int(parameters["WebhookRetryBaseSeconds"]), int(parameters["WebhookRetryMaxSeconds"]))
+    max_receives = int(parameters["WebhookMaxReceiveCount"])
+    assert backoff.min_window_seconds(max_receives) >= OUTAGE_SURVIVED_HOURS * 3600
+
+    run = ride_out_outage(fanout, server, OUTAGE_SURVIVED_HOURS * 3600, uniform=lambda low, high: low)
+
+    assert not run.dead_lettered
+    assert run.delivered_after_seconds is not None
+    assert run.delivered_after_seconds >= OUTAGE_SURVIVED_HOURS * 3600
+    assert run.receives <= max_receives
+    [delivered] = [r for r in server.requests if 200 <= r.status < 300]
+    assert delivered.signature_error is None
+    assert len(server.requests) == run.receives  # one POST per receive: nothing else was sent
+
+
+def test_an_outage_longer_than_the_retry_window_dead_letters_the_event_for_redrive(
+    fanout: FanoutStack, server: WebhookServer
+) -> None:
+    """Past the window, the event is not lost either: it waits in the DLQ (`pipeline redrive`)."""
+    parameters = fanout.parameters
+    max_receives = int(parameters["WebhookMaxReceiveCount"])
+    longest = Backoff(int(parameters["WebhookRetryBaseSeconds"]), int(parameters["WebhookRetryMaxSeconds"]))
+
+    run = ride_out_outage(fanout, server, longest.max_window_seconds(max_receives) + 1, uniform=lambda lo, hi: hi)
+
+    assert run.dead_lettered
+    assert run.receives == max_receives
+    assert all(request.status == 500 for request in server.requests)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from image_pipeline.backoff import Backoff
+
 T = TypeVar("T")
 
 RENDITION_FORMATS = ("JPEG", "WEBP")
@@ -200,9 +202,15 @@ class IdempotencySettings:
 class WebhookSettings:
     url: str
     secret_id: str
-    timeout_seconds: float
+    timeout_seconds: float  # the whole request, connect to last byte
     secret_max_age_seconds: int
     idempotency: IdempotencySettings
+    retry_base_seconds: int = 60  # a failed delivery's first retry delay (doubles, jittered)
+    retry_max_seconds: int = 3600  # ... up to this
+
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(self.retry_base_seconds, self.retry_max_seconds)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WebhookSettings:
@@ -214,6 +222,8 @@ class WebhookSettings:
             # Read once per container, re-read after this age so a rotated secret is picked up.
             secret_max_age_seconds=env.integer("WEBHOOK_SECRET_MAX_AGE_SECONDS", 300, minimum=0),
             idempotency=IdempotencySettings.read(env),
+            retry_base_seconds=env.integer("WEBHOOK_RETRY_BASE_SECONDS", 60, minimum=0, maximum=43_200),
+            retry_max_seconds=env.integer("WEBHOOK_RETRY_MAX_SECONDS", 3600, minimum=0, maximum=43_200),
         )
         if settings.url:
             parsed = urlsplit(settings.url)

@@ -9,25 +9,36 @@ persistence layer, partition key "id", TTL attribute "expiration"), one key pref
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyItemAlreadyExistsError,
     IdempotencyItemNotFoundError,
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import STATUS_CONSTANTS
+from botocore.exceptions import BotoCoreError, ClientError
 
+from image_pipeline.backoff import Backoff, queue_url_from_arn
 from image_pipeline.events import ImageEvent
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from aws_lambda_powertools.utilities.batch.base import FailureResponse
+    from aws_lambda_powertools.utilities.batch.exceptions import ExceptionInfo
     from aws_lambda_powertools.utilities.idempotency.hook import IdempotentHookFunction
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sqs import SQSClient
 
     from image_pipeline.config import IdempotencySettings
 
 EVENT_KEY_PATH = "event_id"
+logger = Logger(child=True)
 
 
 class MalformedEventError(ValueError):
@@ -121,3 +132,40 @@ class EventClaims:
 
     def release(self, message: dict[str, Any], error: Exception) -> None:
         self._store.delete_record(data=message, exception=error)
+
+
+class BackoffBatchProcessor(BatchProcessor):
+    """Powertools' SQS partial batch processor that also delays each failed record's retry."""
+
+    def __init__(
+        self,
+        sqs: Callable[[], SQSClient],
+        backoff: Callable[[], Backoff],
+        jitter: Callable[[float, float], float] = random.uniform,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(event_type=EventType.SQS, **kwargs)
+        self._sqs = sqs  # callables: clients and settings are created on first use
+        self._backoff = backoff
+        self.jitter = jitter
+
+    def failure_handler(self, record: Any, exception: ExceptionInfo) -> FailureResponse:
+        response = super().failure_handler(record, exception)
+        if record is not None:
+            self._delay(
+                record.event_source_arn, record.receipt_handle, int(record.attributes.approximate_receive_count)
+            )
+        return response
+
+    def _delay(self, queue_arn: str, receipt_handle: str, receive_count: int) -> None:
+        delay = self._backoff().delay_seconds(receive_count, self.jitter)
+        try:
+            self._sqs().change_message_visibility(
+                QueueUrl=queue_url_from_arn(queue_arn), ReceiptHandle=receipt_handle, VisibilityTimeout=delay
+            )
+        except (ClientError, BotoCoreError) as error:
+            # The record is still reported failed: SQS retries it after the queue's own timeout.
+            logger.warning(
+                "retry delay not set; the queue's visibility timeout applies",
+                extra={"receive_count": receive_count, "delay_seconds": delay, "error": str(error)},
+            )

@@ -7,22 +7,25 @@ Several v1= entries may appear (the header format allows it, e.g. during secret 
 any one matching is enough. Receivers should dedupe on X-Pipeline-Event-Id: delivery is
 at-least-once, even though this sender records each delivered event and skips repeats.
 
-urllib.request (stdlib) keeps the layer free of an HTTP dependency and cold starts short;
-redirects are not followed (a 3xx fails like any non-2xx, and the signed body never goes to a
-host nobody configured).
+http.client (stdlib) keeps the layer free of an HTTP dependency and cold starts short. Each
+request has a total deadline (not only a per-read timeout), and a failed delivery is retried
+by SQS with exponential backoff (image_pipeline.backoff).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
+import socket
+import ssl
+import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -97,19 +100,49 @@ class WebhookDeliveryError(Exception):
         self.status = status
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # urllib then raises HTTPError for the 3xx response
-
-
 @dataclass(frozen=True)
 class Delivery:
     event_id: str
     status: int
 
 
+class _Deadline:
+    """Closes the connection's socket when the whole request has taken `seconds`.
+
+    A socket timeout bounds each read only: a receiver trickling a byte at a time (slow loris)
+    resets it with every byte and can hold a send for as long as it likes. Shutting the socket
+    down from a timer ends any read or write in progress, whatever the receiver does.
+    """
+
+    def __init__(self, connection: http.client.HTTPConnection, seconds: float) -> None:
+        self._connection = connection
+        self.expired = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def _expire(self) -> None:
+        self.expired = True
+        sock = self._connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        self._connection.close()
+
+
 class WebhookSender:
-    """POSTs signed event bodies to one URL with a short timeout."""
+    """POSTs signed event bodies to one URL, each request within a total deadline.
+
+    http.client (stdlib) directly: it never follows redirects (a 3xx fails like any non-2xx, and
+    the signed body never goes to a host nobody configured) and it exposes the socket the
+    deadline closes. Connections are direct; no proxy is consulted.
+    """
 
     def __init__(
         self,
@@ -123,33 +156,41 @@ class WebhookSender:
         self._secret = secret
         self._timeout = timeout_seconds
         self._clock = clock
-        self._opener = urllib.request.build_opener(_NoRedirects())
+        parsed = urlsplit(url)
+        self._https = parsed.scheme == "https"
+        self._host = parsed.hostname or ""
+        self._port = parsed.port
+        self._target = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
+        self._tls = ssl.create_default_context() if self._https else None
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._https:
+            return http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout, context=self._tls)
+        return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
 
     def send(self, body: bytes, *, event_id: str, event_type: str) -> Delivery:
-        request = urllib.request.Request(  # noqa: S310  # WebhookSettings admits http(s) URLs only
-            self.url,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "User-Agent": USER_AGENT,
-                SIGNATURE_HEADER: signature_header(self._secret(), body, int(self._clock())),
-                EVENT_ID_HEADER: event_id,
-                EVENT_TYPE_HEADER: event_type,
-            },
-        )
-        try:
-            with self._opener.open(request, timeout=self._timeout) as response:
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            SIGNATURE_HEADER: signature_header(self._secret(), body, int(self._clock())),
+            EVENT_ID_HEADER: event_id,
+            EVENT_TYPE_HEADER: event_type,
+        }
+        connection = self._connection()
+        with _Deadline(connection, self._timeout) as deadline:
+            try:
+                connection.request("POST", self._target, body=body, headers=headers)
+                response = connection.getresponse()
                 status = int(response.status)
-        except urllib.error.HTTPError as error:
-            preview = error.read(_ERROR_BODY_PREVIEW).decode("utf-8", "replace")
-            raise WebhookDeliveryError(event_id, f"HTTP {error.code}: {preview!r}", status=error.code) from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as error:
-            reason = getattr(error, "reason", error)
-            raise WebhookDeliveryError(event_id, f"{type(error).__name__}: {reason}") from None
+                preview = b"" if 200 <= status < 300 else response.read(_ERROR_BODY_PREVIEW)
+            except (OSError, http.client.HTTPException) as error:
+                if deadline.expired:
+                    detail = f"no complete answer within the {self._timeout:g} s deadline"
+                    raise WebhookDeliveryError(event_id, detail) from None
+                raise WebhookDeliveryError(event_id, f"{type(error).__name__}: {error}") from None
         if not 200 <= status < 300:
-            # Only 1xx could get here (urllib raises HTTPError for >= 300 without a redirect handler).
-            raise WebhookDeliveryError(event_id, f"HTTP {status}", status=status)
+            text = preview.decode("utf-8", "replace")
+            raise WebhookDeliveryError(event_id, f"HTTP {status}: {text!r}", status=status)
         return Delivery(event_id=event_id, status=status)
 
 
