@@ -12,6 +12,7 @@ from urllib.parse import unquote_plus
 import pytest
 from PIL import Image
 
+from pipeline_cli.__main__ import main as pipeline_command
 from pipeline_cli.imagefactory import make_jpeg, make_png
 from pipeline_cli.local.deploy import DeployError, verify
 from pipeline_cli.local.session import LocalPipeline, local_pipeline
@@ -167,3 +168,44 @@ def test_verification_asks_the_service_not_the_stack_listing(pipeline: LocalPipe
 
     with pytest.raises(DeployError, match=r"AuditDeadLetterQueue \(AWS::SQS::Queue\): reported as"):
         verify(pipeline.stack, resources)
+
+
+def test_an_upload_lost_before_its_claim_is_rendered_after_replay(
+    pipeline: LocalPipeline, receiver: WebhookServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DynamoDB unavailable through every asynchronous attempt: no item exists, so neither the
+    cleanup nor the reprocess workflow can see the upload; its destination record is all there
+    is, and `pipeline replay` renders it once the table is back."""
+    dynamodb, table = pipeline.dynamodb, pipeline.output("ImagesTableName")
+    schema = dynamodb.describe_table(TableName=table)["Table"]
+    dynamodb.update_table(TableName=table, DeletionProtectionEnabled=False)
+    dynamodb.delete_table(TableName=table)  # the outage
+    key = pipeline.upload("uploads/it/lost in the outage.jpg", make_jpeg(800, 600))
+    pipeline.router.drain()
+
+    attempts = [call for call in pipeline.functions.invocations if call.function == "ThumbnailFunction"]
+    assert [call.error_type for call in attempts] == ["TransientError"] * 3
+    assert pipeline.queue_depth("ThumbnailFailuresQueueUrl") == 1
+    dynamodb.create_table(  # the table is back (restored), still without an item for the upload
+        TableName=table,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=schema["AttributeDefinitions"],
+        KeySchema=schema["KeySchema"],
+        GlobalSecondaryIndexes=[
+            {name: index[name] for name in ("IndexName", "KeySchema", "Projection")}
+            for index in schema["GlobalSecondaryIndexes"]
+        ],
+    )
+    assert pipeline.items() == []
+
+    for name, value in pipeline.endpoint.environment.items():
+        monkeypatch.setenv(name, value)
+    assert pipeline_command(["replay", "--queue", pipeline.output("ThumbnailFailuresQueueUrl")]) == 0
+    pipeline.router.drain()
+
+    [item] = pipeline.items()
+    assert (item["key"], item["status"], len(item["renditions"])) == (key, "SUCCEEDED", len(SIZES))
+    assert pipeline.queue_depth("ThumbnailFailuresQueueUrl") == 0
+    [archived] = pipeline.archived_events()
+    assert (archived["event_type"], archived["image"]["key"]) == ("ImageProcessed", key)
+    assert [r.event_id for r in receiver.requests if r.status == 200] == [archived["event_id"]]

@@ -26,6 +26,7 @@ from moto import mock_aws
 from image_pipeline.clients import AwsClients
 from image_pipeline.keys import ObjectRef, image_id_for
 from image_pipeline.record import ImageRecord, ImageStatus, SourceVersion
+from image_pipeline.replay import UnreplayableRecord, parse_destination_record, replay_through_workflow
 from image_pipeline.repository import ImagesRepository
 from image_pipeline.reprocess import COUNT_NAMES, InvalidRequest, ReprocessRequest, list_images, tally
 from image_pipeline.thumbnailer import utc_now
@@ -403,3 +404,92 @@ def test_a_token_this_workflow_did_not_issue_is_refused(stack: TestStack) -> Non
             next_token="not-a-token",
             page_size=10,
         )
+
+
+# -- replaying what the thumbnailer gave up on ----------------------------------------------
+
+
+def destination_record(event: dict[str, Any], function: str = "ThumbnailFunction") -> str:
+    """Lambda's OnFailure destination record of an asynchronous invocation (as the local runner sends)."""
+    return json.dumps(
+        {
+            "version": "1.0",
+            "timestamp": "2026-11-27T22:00:00.000Z",
+            "requestContext": {
+                "requestId": "e4b4b4f2-0000-0000-0000-000000000000",
+                "functionArn": f"arn:aws:lambda:us-east-1:123456789012:function:{function}:$LATEST",
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": 3,
+            },
+            "requestPayload": event,
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": {"errorType": "TransientError", "errorMessage": "claiming the image item failed"},
+        }
+    )
+
+
+def queued(stack: TestStack, url: str) -> int:
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attributes = stack.clients.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]  # type: ignore[arg-type]
+    return sum(int(attributes[name]) for name in names)
+
+
+def test_the_workflow_replays_lost_uploads_and_keeps_the_records_it_could_not_settle(
+    stack: TestStack, deploy: Callable[..., Workflow]
+) -> None:
+    """Uploads with no item (their events failed before the claim) are rendered from their
+    destination records by one execution; a run that cannot settle every object keeps them all."""
+    sqs = stack.clients.sqs
+    failures = sqs.create_queue(QueueName="ThumbnailFailuresQueue")["QueueUrl"]
+    lost = [s3_put_event(stack, f"uploads/lost/{index}.jpg", make_jpeg(320, 240)) for index in range(2)]
+    for event in lost:
+        sqs.send_message(QueueUrl=failures, MessageBody=destination_record(event))
+    sqs.send_message(QueueUrl=failures, MessageBody="not a destination record")
+    workflow = deploy()
+    sfn = stack.clients.session.client("stepfunctions")
+
+    report = replay_through_workflow(sqs, sfn, failures, workflow.arn, poll_seconds=0.05)
+
+    assert (report.received, report.replayed, report.unreadable, report.not_accepted) == (3, 2, 1, 0)
+    for event in lost:
+        key = event["Records"][0]["s3"]["object"]["key"]
+        item = stack.item(image_id_for(stack.ingest_bucket, key))
+        assert item is not None
+        assert (item["status"], len(item["renditions"])) == ("SUCCEEDED", 3)
+        assert f"s3://{stack.ingest_bucket}/{key}" in report.objects
+    [summary] = summaries(stack)
+    assert summary["request"] == {
+        "objects": [{"bucket": stack.ingest_bucket, "key": f"uploads/lost/{i}.jpg"} for i in range(2)]
+    }
+    assert queued(stack, failures) == 1  # the unreadable record stays (hidden for a while), the rest are gone
+
+    gone = s3_put_event(stack, "uploads/lost/deleted-since.jpg", make_jpeg(64, 48))
+    stack.clients.s3.delete_object(Bucket=stack.ingest_bucket, Key="uploads/lost/deleted-since.jpg")
+    kept = sqs.create_queue(QueueName="ThumbnailFailuresQueue2")["QueueUrl"]
+    sqs.send_message(QueueUrl=kept, MessageBody=destination_record(gone))
+
+    unsettled = replay_through_workflow(sqs, sfn, kept, workflow.arn, poll_seconds=0.05)
+
+    assert (unsettled.replayed, unsettled.not_accepted) == (0, 1)  # its render failed, nothing recorded it
+    assert queued(stack, kept) == 1  # still there for the next replay
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ("{}", "not a Lambda destination record"),
+        (json.dumps({"requestContext": {"functionArn": "arn"}, "requestPayload": {"foo": 1}}), "names no object"),
+        (json.dumps({"requestContext": {"functionArn": "arn"}, "requestPayload": []}), "not an event object"),
+    ],
+)
+def test_a_message_that_is_not_a_replayable_record_says_why(body: str, says: str) -> None:
+    with pytest.raises(UnreplayableRecord, match=says):
+        parse_destination_record(body)
+
+
+def test_a_record_names_its_function_unqualified_and_the_objects_of_its_event(stack: TestStack) -> None:
+    event = s3_put_event(stack, "uploads/with space.jpg", make_jpeg(32, 32))
+    failed = parse_destination_record(destination_record(event))
+    assert failed.function_arn == "arn:aws:lambda:us-east-1:123456789012:function:ThumbnailFunction"
+    assert failed.objects == ((stack.ingest_bucket, "uploads/with space.jpg"),)
+    assert (failed.condition, failed.error_type, failed.payload) == ("RetriesExhausted", "TransientError", event)

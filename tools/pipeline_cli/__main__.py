@@ -9,6 +9,7 @@ COMMANDS = {
     "demo": ("demo", "run the whole pipeline locally on sample images (embedded moto server)"),
     "invoke": ("invoke", "docker-free twin of `sam local invoke`, resolved from template.yaml"),
     "redrive": ("redrive", "move messages from a DLQ back to its source queue"),
+    "replay": ("replay", "replay the upload events ThumbnailFunction gave up on (ThumbnailFailuresQueue)"),
     "translate": ("translate", "SAM -> CloudFormation offline (what the transform deploys)"),
     "bench": ("bench", "thumbnailer vs naive Pillow vs decode floor, side by side"),
     "tune": ("tune", "memory/cost tuning report for ThumbnailFunction"),

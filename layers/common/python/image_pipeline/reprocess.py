@@ -2,8 +2,9 @@
 
 The state machine (statemachines/reprocess.asl.json) pages through `list_images`, re-renders
 each image with ThumbnailFunction in a Map, and folds each page's results into the counts
-with `tally`. Requests: {"status": "FAILED"} or {"prefix": "uploads/2026/"}, optionally with
-"sizes": [1024, 256] to render other sizes than the configured ones.
+with `tally`. Requests: {"status": "FAILED"}, {"prefix": "uploads/2026/"} or, to replay events
+the thumbnailer gave up on (image_pipeline.replay), {"objects": [{"bucket": ..., "key": ...}]};
+optionally with "sizes": [1024, 256] to render other sizes than the configured ones.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from image_pipeline.config import parse_sizes
+from image_pipeline.keys import image_id_for
 from image_pipeline.record import ImageStatus
 
 if TYPE_CHECKING:
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 OUTCOME_COUNTS = {"SUCCEEDED": "succeeded", "FAILED": "failed", "ERROR": "errors"}
 COUNT_NAMES = ("succeeded", "failed", "errors", "skipped")
 _SCAN_PAGES_PER_CALL = 20  # a prefix filter may leave scan pages empty: read a few per call
+MAX_OBJECTS = 200  # objects one request may name: one page of the Map (its state stays small)
+_SELECTORS = ("status", "prefix", "objects")
 
 
 class InvalidRequest(ValueError):
@@ -35,14 +39,17 @@ class ReprocessRequest:
     status: ImageStatus | None
     prefix: str | None
     sizes: tuple[int, ...] | None
+    objects: tuple[tuple[str, str], ...] | None = None  # (bucket, key)
 
     @classmethod
     def parse(cls, request: Mapping[str, Any]) -> ReprocessRequest:
-        unknown = set(request) - {"status", "prefix", "sizes"}
+        unknown = set(request) - {*_SELECTORS, "sizes"}
         if unknown:
-            raise InvalidRequest(f"unknown fields {sorted(unknown)}; expected status or prefix, and sizes")
-        if ("status" in request) == ("prefix" in request):
-            raise InvalidRequest('give exactly one of {"status": "FAILED"} or {"prefix": "uploads/..."}')
+            raise InvalidRequest(f"unknown fields {sorted(unknown)}; expected status, prefix or objects, and sizes")
+        if sum(selector in request for selector in _SELECTORS) != 1:
+            raise InvalidRequest(
+                'give exactly one of {"status": "FAILED"}, {"prefix": "uploads/..."} or {"objects": [...]}'
+            )
         status = None
         if "status" in request:
             try:
@@ -58,7 +65,20 @@ class ReprocessRequest:
                 sizes = parse_sizes(",".join(str(size) for size in request["sizes"]))
             except (TypeError, ValueError) as error:
                 raise InvalidRequest(f"sizes: {error}") from None
-        return cls(status, prefix, sizes)
+        return cls(status, prefix, sizes, _objects(request["objects"]) if "objects" in request else None)
+
+
+def _objects(objects: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(objects, list) or not 1 <= len(objects) <= MAX_OBJECTS:
+        raise InvalidRequest(f"objects must be a list of 1 to {MAX_OBJECTS} {{bucket, key}} objects")
+    parsed = []
+    for entry in objects:
+        if not (isinstance(entry, dict) and set(entry) == {"bucket", "key"}) or not all(
+            isinstance(value, str) and value for value in entry.values()
+        ):
+            raise InvalidRequest(f"each object is {{bucket, key}} with non-empty strings, not {entry!r}")
+        parsed.append((entry["bucket"], entry["key"]))
+    return tuple(dict.fromkeys(parsed))
 
 
 def _encode_token(key: Mapping[str, Any] | None) -> str | None:
@@ -89,6 +109,11 @@ def list_images(
     again gets a newer updated_at, and must not come round again in a later page.
     """
     start_key = _decode_token(next_token)
+    if request.objects is not None:  # one page: the request names at most MAX_OBJECTS
+        return {
+            "images": [_object_image(repository, bucket, key, request) for bucket, key in request.objects],
+            "next_token": None,
+        }
     if request.status is not None:
         page = repository.status_page(
             request.status, updated_before=listed_before, start_key=start_key, limit=page_size
@@ -102,17 +127,33 @@ def list_images(
     images = []
     for record in page.records:
         # The version listed: RecordFailure may only fail the item while it still describes it.
-        image: dict[str, Any] = {
-            "image_id": record.image_id,
-            "bucket": record.bucket,
-            "key": record.key,
-            "source_etag": record.source.etag,
-            "source_sequencer": record.source.sequencer,
-        }
-        if request.sizes:
-            image["sizes"] = list(request.sizes)
-        images.append(image)
+        images.append(
+            _image(record.image_id, record.bucket, record.key, (record.source.etag, record.source.sequencer), request)
+        )
     return {"images": images, "next_token": _encode_token(page.next_key)}
+
+
+def _image(image_id: str, bucket: str, key: str, version: tuple[str, str], request: ReprocessRequest) -> dict[str, Any]:
+    """One Map item: ThumbnailFunction's direct request, and the version (etag, sequencer)
+    RecordFailure may fail."""
+    image: dict[str, Any] = {
+        "image_id": image_id,
+        "bucket": bucket,
+        "key": key,
+        "source_etag": version[0],
+        "source_sequencer": version[1],
+    }
+    if request.sizes:
+        image["sizes"] = list(request.sizes)
+    return image
+
+
+def _object_image(repository: ImagesRepository, bucket: str, key: str, request: ReprocessRequest) -> dict[str, Any]:
+    """An object a replay names: its item's version if it has one (no item: nothing to fail)."""
+    image_id = image_id_for(bucket, key)
+    record = repository.get(image_id)
+    version = (record.source.etag, record.source.sequencer) if record else ("", "")
+    return _image(image_id, bucket, key, version, request)
 
 
 def tally(counts: Mapping[str, int], results: Sequence[Mapping[str, Any]]) -> dict[str, int]:
