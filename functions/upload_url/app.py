@@ -2,16 +2,18 @@
 
 Body: {"content_type": "image/jpeg", "size": 123456 (optional), "name": "holiday/cat.jpg" (optional)}.
 200 with {url, fields, key, content_type, max_bytes, expires_at}; 400 with {"message": why} for a
-request that cannot be granted. S3 enforces the limits when the caller posts the file.
+request that cannot be granted, 409 for a key that exists. The key is in the caller's own folder,
+uploads/<caller scope>/. S3 enforces the limits when the caller posts the file.
 """
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
-from aws_lambda_powertools.event_handler.exceptions import BadRequestError
+from aws_lambda_powertools.event_handler.exceptions import BadRequestError, ServiceError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -19,7 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from image_pipeline.clients import AwsClients
 from image_pipeline.config import UploadUrlSettings
 from image_pipeline.observability import trace_lambda_handler
-from image_pipeline.uploads import UploadRequest, UploadRequestError, UploadSigner
+from image_pipeline.uploads import UploadConflict, UploadRequest, UploadRequestError, UploadSigner
 
 settings = UploadUrlSettings.from_env()
 clients = AwsClients()  # created on first use, reused by warm invocations; tests replace it
@@ -30,14 +32,17 @@ app = APIGatewayHttpResolver()
 
 @app.post("/uploads")
 def create_upload() -> dict[str, Any]:
-    # Who asked (IAM-authorised route): with the key, this ties every object to a caller in the logs.
-    logger.append_keys(caller=app.current_event.request_context.authorizer.iam.user_arn or None)
+    # Who asked (IAM-authorised route): the caller's own folder, and in the logs, who owns each key.
+    caller = app.current_event.request_context.authorizer.iam.user_arn or ""
+    logger.append_keys(caller=caller or None)
     try:
         request = UploadRequest.from_body(app.current_event.decoded_body)
-        upload = UploadSigner(clients.s3_presigner, settings).presign(request)
+        upload = UploadSigner(clients.s3_presigner, settings).presign(request, caller)
     except UploadRequestError as error:
         metrics.add_metric(name="UploadRequestsRejected", unit=MetricUnit.Count, value=1)
         logger.info("upload request rejected", extra={"reason": str(error)})
+        if isinstance(error, UploadConflict):
+            raise ServiceError(HTTPStatus.CONFLICT, str(error)) from error
         raise BadRequestError(str(error)) from error
     metrics.add_metric(name="UploadUrlsIssued", unit=MetricUnit.Count, value=1)
     logger.info("presigned upload issued", extra={"key": upload.key, "max_bytes": upload.max_bytes})

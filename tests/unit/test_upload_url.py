@@ -36,6 +36,7 @@ from image_pipeline.uploads import (
     UploadRequest,
     UploadRequestError,
     UploadSigner,
+    caller_scope,
     decode_policy,
 )
 from pipeline_cli.lambda_runtime import load_handler
@@ -44,6 +45,10 @@ from pipeline_cli.template import resource
 from tests.conftest import lambda_context, load_event
 
 BUCKET = "pipeline-ingest-test"
+SAMPLE_CALLER = (
+    "arn:aws:sts::123456789012:assumed-role/photo-service-role/photo-service"  # events/upload-url-request.json
+)
+FOLDER = f"uploads/{caller_scope(SAMPLE_CALLER)}/"
 MAX_BYTES = 5_000_000
 EXPIRY_SECONDS = 300
 SETTINGS = UploadUrlSettings(
@@ -149,16 +154,16 @@ def test_sample_event_returns_a_post_limited_to_its_key_size_type_and_expiry(inv
 
     assert response["statusCode"] == 200
     upload = response["json"]
-    assert upload["key"] == "uploads/holiday/cat.jpg"
+    assert upload["key"] == f"{FOLDER}holiday/cat.jpg"
     assert upload["method"] == "POST"
     assert upload["max_bytes"] == 2480123  # the size the caller declared, below the limit
-    assert upload["fields"]["key"] == "uploads/holiday/cat.jpg"
+    assert upload["fields"]["key"] == f"{FOLDER}holiday/cat.jpg"
     assert upload["fields"]["Content-Type"] == "image/jpeg"
     policy = decode_policy(upload["fields"])
     conditions = policy["conditions"]
     assert {"bucket": BUCKET} in conditions
-    assert {"key": "uploads/holiday/cat.jpg"} in conditions
-    assert ["starts-with", "$key", "uploads/"] in conditions
+    assert {"key": f"{FOLDER}holiday/cat.jpg"} in conditions
+    assert ["starts-with", "$key", FOLDER] in conditions
     assert ["content-length-range", 1, 2480123] in conditions
     assert {"Content-Type": "image/jpeg"} in conditions
     expires = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00"))
@@ -170,7 +175,7 @@ def test_without_a_name_the_key_is_random_and_the_limit_is_the_pipelines(invoke:
     first = invoke({"content_type": "image/png"})["json"]
     second = invoke({"content_type": "IMAGE/PNG "})["json"]
 
-    assert re.fullmatch(r"uploads/[0-9a-f]{32}\.png", first["key"])
+    assert re.fullmatch(rf"{FOLDER}[0-9a-f]{{32}}\.png", first["key"])
     assert first["key"] != second["key"]
     assert second["content_type"] == "image/png"
     assert ["content-length-range", 1, MAX_BYTES] in decode_policy(first["fields"])["conditions"]
@@ -206,8 +211,8 @@ def test_by_s3s_rules_the_policy_admits_the_declared_upload_and_nothing_else(inv
         "Content-Type must be 'image/jpeg'"
     ]
     assert sorted(policy_violations(policy, {**fields, "key": "renditions/x/cat.jpg"}, 10, now)) == [
-        "$key must start with 'uploads/'",
-        "key must be 'uploads/a/cat.jpg'",
+        f"$key must start with '{FOLDER}'",
+        f"key must be '{FOLDER}a/cat.jpg'",
     ]
     assert policy_violations(policy, {**fields, "acl": "public-read"}, 10, now) == [
         "field acl is not allowed by the policy"
@@ -233,8 +238,8 @@ def test_a_real_multipart_post_lands_the_image_under_uploads() -> None:
 
         assert posted.status_code == 204, posted.text
         listed = clients.s3.list_objects_v2(Bucket=BUCKET)["Contents"]
-        assert [obj["Key"] for obj in listed] == ["uploads/camera/IMG_0001.jpg"]
-        stored = clients.s3.get_object(Bucket=BUCKET, Key="uploads/camera/IMG_0001.jpg")
+        assert [obj["Key"] for obj in listed] == [f"{FOLDER}camera/IMG_0001.jpg"]
+        stored = clients.s3.get_object(Bucket=BUCKET, Key=f"{FOLDER}camera/IMG_0001.jpg")
         assert stored["Body"].read() == image
 
 
@@ -304,10 +309,10 @@ def test_bad_requests_get_400_with_the_reason_and_nothing_is_signed(
 def test_any_granted_name_stays_a_normal_path_under_the_prefix(name: str) -> None:
     signer = UploadSigner(s3=None, settings=SETTINGS)  # type: ignore[arg-type]  # key_for never calls S3
     try:
-        key = signer.key_for(UploadRequest(content_type="image/jpeg", name=name + ".jpg"))
+        key = signer.key_for(UploadRequest(content_type="image/jpeg", name=name + ".jpg"), SAMPLE_CALLER)
     except UploadRequestError:
         return
-    assert key == f"uploads/{name}.jpg"
+    assert key == f"{FOLDER}{name}.jpg"
     assert posixpath.normpath(key) == key
     assert all(segment and not segment.startswith(".") for segment in key.split("/"))
 
@@ -340,9 +345,56 @@ def test_template_ties_both_size_limits_to_one_parameter_and_grants_only_put_und
     assert variables["UPLOAD_PREFIX"] == "uploads/"
     (policy,) = function["Properties"]["Policies"]
     assert policy["Statement"] == [
-        {"Effect": "Allow", "Action": "s3:PutObject", "Resource": {"Fn::Sub": "${IngestBucket.Arn}/uploads/*"}}
+        {"Effect": "Allow", "Action": "s3:PutObject", "Resource": {"Fn::Sub": "${IngestBucket.Arn}/uploads/*"}},
+        {  # to refuse a key that exists: the keys under uploads/, not the objects
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": {"Fn::GetAtt": ["IngestBucket", "Arn"]},
+            "Condition": {"StringLike": {"s3:prefix": "uploads/*"}},
+        },
     ]
     assert function["Condition"] == "HasUploadApi"
     api = resource("UploadApi")["Properties"]
     assert api["Auth"]["DefaultAuthorizer"] == "AWS_IAM"
     assert {"ThrottlingRateLimit", "ThrottlingBurstLimit"} <= set(api["DefaultRouteSettings"])
+
+
+# ---------------------------------------------------------------- callers cannot overwrite
+
+
+def as_caller(body: dict[str, Any], caller: str) -> dict[str, Any]:
+    event = request_event(body)
+    event["requestContext"]["authorizer"]["iam"]["userArn"] = caller
+    return event
+
+
+def test_each_caller_uploads_into_its_own_folder_and_no_upload_replaces_an_object(
+    invoke: Invoke, aws: AwsClients
+) -> None:
+    """Two callers naming the same file get different keys; a name that exists is refused (409),
+    so an upload can neither replace another caller's object nor delete its renditions."""
+    request = {"content_type": "image/jpeg", "size": 1000, "name": "avatar.jpg"}
+    alice = invoke(as_caller(request, "arn:aws:sts::123456789012:assumed-role/app/alice"))
+    mallory = invoke(as_caller(request, "arn:aws:sts::123456789012:assumed-role/app/mallory"))
+
+    assert (alice["statusCode"], mallory["statusCode"]) == (200, 200)
+    alices_key, mallorys_key = alice["json"]["key"], mallory["json"]["key"]
+    assert alices_key != mallorys_key
+    assert alices_key.endswith("/avatar.jpg")
+    assert mallorys_key.endswith("/avatar.jpg")
+    policy = decode_policy(mallory["json"]["fields"])
+    # Mallory's grant cannot be pointed at Alice's key: the policy pins key and folder.
+    assert policy_violations(policy, {**mallory["json"]["fields"], "key": alices_key}, 10, datetime.now(UTC)) != []
+
+    aws.s3.put_object(Bucket=BUCKET, Key=alices_key, Body=jpeg_bytes())  # Alice uploaded
+    again = invoke(as_caller(request, "arn:aws:sts::123456789012:assumed-role/app/alice"))
+
+    assert again["statusCode"] == 409
+    assert "exists already" in again["json"]["message"]
+    assert aws.s3.get_object(Bucket=BUCKET, Key=alices_key)["Body"].read() == jpeg_bytes()
+
+
+def test_a_request_without_a_caller_identity_is_refused(invoke: Invoke, aws: AwsClients) -> None:
+    response = invoke(as_caller({"content_type": "image/jpeg"}, ""))
+    assert response["statusCode"] == 400
+    assert "caller identity" in response["json"]["message"]

@@ -1,7 +1,10 @@
 """Presigned uploads: check a request for one image upload, then sign an S3 POST for it.
 
+Every caller uploads into a folder of its own, uploads/<caller scope>/ (the scope is derived from
+its IAM identity), so no caller can name, and so replace, another's object (an overwrite would
+also delete the victim's renditions). Inside its own folder, a key that exists is refused (409).
 The POST policy is what keeps an upload within limits, and S3 enforces it, not this code: the
-exact key (under the upload prefix), a content-length-range up to the pipeline's size limit (or
+exact key (under the caller's folder), a content-length-range up to the pipeline's size limit (or
 the size the caller declared), the declared image Content-Type, and a short expiry. The policy is
 signed with the function's credentials, so a caller who edits it invalidates the signature, and
 those credentials may only PutObject under the upload prefix.
@@ -11,6 +14,7 @@ Importable without Pillow: the upload function stays small and starts fast.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import uuid
@@ -34,6 +38,7 @@ ACCEPTED_CONTENT_TYPES: Final[Mapping[str, tuple[str, ...]]] = {
     "image/bmp": ("bmp",),
 }
 REQUEST_FIELDS: Final = ("content_type", "size", "name")
+SCOPE_LENGTH: Final = 16  # hex digits of the caller's scope: 64 bits, no collisions in practice
 MAX_NAME_LENGTH: Final = 512  # S3 allows 1024 bytes of key; leave room for the prefix
 # Relative path of segments made of letters, digits, '.', '_', '-', none starting with '.':
 # no '..', no hidden files, no leading or doubled '/', no backslashes, spaces or control characters.
@@ -42,6 +47,20 @@ _SAFE_NAME: Final = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(?:/[A-Za-z0-9_-][A
 
 class UploadRequestError(ValueError):
     """The request cannot be granted; the message says why and is safe to show the caller."""
+
+
+class UploadConflict(UploadRequestError):
+    """The key exists already: uploads never replace an object."""
+
+
+def caller_scope(caller: str) -> str:
+    """The folder of one IAM identity (its principal ARN) below the upload prefix.
+
+    A digest, not the ARN itself: keys stay short and plain, and do not publish account ids or
+    role names to whoever reads the bucket; the logs tie each key to its caller."""
+    if not caller:
+        raise UploadRequestError("the request carries no caller identity (the route must be IAM-authorised)")
+    return hashlib.sha256(caller.encode()).hexdigest()[:SCOPE_LENGTH]
 
 
 @dataclass(frozen=True)
@@ -124,11 +143,15 @@ class UploadSigner:
             raise UploadRequestError(f"size {request.size} exceeds the {limit} byte upload limit")
         return request.size
 
-    def key_for(self, request: UploadRequest) -> str:
-        """uploads/<name>, or uploads/<random uuid>.<ext> when the caller names nothing."""
+    def folder(self, caller: str) -> str:
+        return f"{self._settings.upload_prefix}{caller_scope(caller)}/"
+
+    def key_for(self, request: UploadRequest, caller: str) -> str:
+        """uploads/<scope>/<name>, or uploads/<scope>/<random uuid>.<ext> when the caller names nothing."""
         extensions = self._extensions(request)
+        folder = self.folder(caller)
         if request.name is None:
-            return f"{self._settings.upload_prefix}{uuid.uuid4().hex}.{extensions[0]}"
+            return f"{folder}{uuid.uuid4().hex}.{extensions[0]}"
         name = request.name
         if not name or len(name) > MAX_NAME_LENGTH or not _SAFE_NAME.fullmatch(name):
             raise UploadRequestError(
@@ -140,17 +163,25 @@ class UploadSigner:
         if extension not in extensions:
             expected = " or ".join(f".{choice}" for choice in extensions)
             raise UploadRequestError(f"name must end in {expected} for content type {request.content_type}")
-        return f"{self._settings.upload_prefix}{name}"
+        return f"{folder}{name}"
 
-    def presign(self, request: UploadRequest) -> PresignedUpload:
-        key = self.key_for(request)
+    def _exists(self, key: str) -> bool:
+        listed = self._s3.list_objects_v2(Bucket=self._settings.ingest_bucket, Prefix=key, MaxKeys=1)
+        return any(entry["Key"] == key for entry in listed.get("Contents", []))
+
+    def presign(self, request: UploadRequest, caller: str) -> PresignedUpload:
+        key = self.key_for(request, caller)
         max_bytes = self._max_bytes(request)
+        # S3's POST uploads take no If-None-Match (conditional writes are PutObject's and
+        # CompleteMultipartUpload's): refuse an existing key here; the grant is for one key, short-lived.
+        if self._exists(key):
+            raise UploadConflict(f"{key} exists already; uploads never replace an object: choose another name")
         post = self._s3.generate_presigned_post(
             Bucket=self._settings.ingest_bucket,
             Key=key,  # boto3 adds the exact-key condition
             Fields={"Content-Type": request.content_type},
             Conditions=[
-                ["starts-with", "$key", self._settings.upload_prefix],
+                ["starts-with", "$key", self.folder(caller)],
                 ["content-length-range", 1, max_bytes],
                 {"Content-Type": request.content_type},
             ],
