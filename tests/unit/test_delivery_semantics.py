@@ -306,11 +306,13 @@ def test_concurrent_containers_processing_one_key_end_consistent(stack: TestStac
         assert item["width"] == 240
         stored = set(stored_renditions(stack, item["image_id"]))
         assert {r["key"] for r in item["renditions"]} <= stored  # never SUCCEEDED without its files
-        # Only the newest version is announced, under one event id however many attempts finished it.
+        # The last word is the newest version, under one event id however many attempts finished
+        # it. (An older version is announced too when it finished before the newer one was
+        # claimed: that depends on timing, so it is neither promised nor excluded.)
         published = stack.published_events()
-        assert {(e["image"]["source_etag"], e["event_id"]) for e in published} == {
-            (item["source_etag"], published[0]["event_id"])
-        }
+        newest = [e for e in published if e["image"]["source_etag"] == item["source_etag"]]
+        assert published[-1]["image"]["source_etag"] == item["source_etag"]
+        assert {e["event_id"] for e in newest} == {newest[0]["event_id"]}
         # Losers may have left renditions of older versions under their own etag: orphans for the cleanup.
         cleanup_for(stack, at=datetime.now(UTC) + LATER).run()
         assert stored_renditions(stack, item["image_id"]) == sorted(r["key"] for r in item["renditions"])

@@ -172,13 +172,20 @@ def test_an_outage_surfaces_as_transient_error_and_the_retried_event_heals_it(
 
 
 def test_a_throttled_call_gives_up_before_the_function_times_out() -> None:
-    """The outage is recorded as TransientError (and retried by Lambda), not as a timeout: the
-    longest botocore backs off on one call (throttling: up to 2**(n-1) s before retry n, capped at
-    20 s), plus one attempt hanging until the read timeout, fits in ThumbnailFunction's timeout."""
+    """A throttling outage of one call is recorded as TransientError (and retried by Lambda), not
+    as a timeout: the longest botocore backs off on one call (up to 2**(n-1) s before retry n,
+    capped at 20 s), plus one attempt hanging until the read timeout, fits in the function's timeout.
+
+    That is the whole claim (README, docs/reliability.md): were every attempt of a call to hang
+    until its connect and read timeouts, the invocation would time out first; Lambda then retries
+    it like any failure and the cleanup times out a PROCESSING item, so nothing is lost either way."""
     worst_case_backoff = sum(min(2 ** (retry - 1), 20) for retry in range(1, MAX_ATTEMPTS))
     timeout = resource("ThumbnailFunction")["Properties"]["Timeout"]
     read_timeout = BOTO_CONFIG.read_timeout  # type: ignore[attr-defined]
+    connect_timeout = BOTO_CONFIG.connect_timeout  # type: ignore[attr-defined]
     assert worst_case_backoff + read_timeout < timeout, (worst_case_backoff, read_timeout, timeout)
+    every_attempt_hanging = worst_case_backoff + MAX_ATTEMPTS * (connect_timeout + read_timeout)
+    assert every_attempt_hanging > timeout  # the case the claim leaves out: keep the docs honest
 
 
 # ----------------------------------------------------------------------------- crashes
