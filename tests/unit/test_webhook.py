@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from image_pipeline.backoff import SQS_MAX_VISIBILITY_SECONDS, Backoff
 from image_pipeline.config import ConfigError, WebhookSettings
-from image_pipeline.events import event_for_item
+from image_pipeline.events import event_for_record
 from image_pipeline.webhook import (
     SignatureError,
     WebhookDeliveryError,
@@ -344,7 +344,7 @@ def ride_out_outage(
 
     sqs = fanout.clients.sqs
     sqs.meta.events.register("provide-client-params.sqs.ChangeMessageVisibility", record_delay)
-    fanout.publish(event_for_item(item("outage")))
+    fanout.publish(event_for_record(item("outage")))
     now, receives = 0.0, 0
     mapping = EventSourceMapping(fanout.clients, fanout.webhook, handler, lambda_context("WebhookFunction"))
     while True:
