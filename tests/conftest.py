@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 
 from image_pipeline.clients import AwsClients
-from pipeline_cli.lambda_runtime import LambdaContext, load_handler
+from pipeline_cli.twin.runtime import LambdaContext, load_handler
 from tests.stack import REGION, TestStack, create_test_stack
 
 EVENTS_DIR = Path(__file__).resolve().parents[1] / "events"

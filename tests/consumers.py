@@ -1,10 +1,9 @@
-"""The fan-out half of the stack in moto, built FROM template.yaml, and Lambda's SQS poller for tests.
+"""The fan-out half of the stack in moto, built FROM template.yaml, and the twin's SQS poller on it.
 
 `create_fanout_stack` makes ImageEventsTopic's two consumer queues with their DLQs, queue
 attributes, subscriptions (raw delivery, filter policy) and IdempotencyTable exactly as the
-template declares them, resolving the few intrinsics those properties use. `EventSourceMapping`
-does what Lambda's SQS event source does with ReportBatchItemFailures (which moto cannot run):
-receive a batch, invoke the handler with the real event shape, delete what succeeded.
+template declares them. `event_source` is the twin's SQS poller (Lambda's event source
+mapping, with the template's BatchSize and FunctionResponseTypes) for a consumer's queue.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -20,9 +19,10 @@ from typing import Any
 
 from image_pipeline.clients import AwsClients
 from image_pipeline.events import ImageEvent
-from pipeline_cli.lambda_runtime import LambdaContext, load_handler
-from pipeline_cli.local.lambda_events import lambda_sqs_event
-from pipeline_cli.template import load_template, resource
+from pipeline_cli.twin.delivery import SqsPoller
+from pipeline_cli.twin.deploy import QueueEventSource
+from pipeline_cli.twin.runtime import Invocation, LambdaContext, load_handler, run_handler
+from pipeline_cli.twin.template import load_template, resource
 from tests.conftest import lambda_context
 from tests.stack import REGION, create_table_from_template
 
@@ -207,71 +207,32 @@ def events_from_sample(name: str) -> list[str]:
     return [record["body"] for record in json.loads((EVENTS_DIR / name).read_text(encoding="utf-8"))["Records"]]
 
 
-@dataclass
-class Poll:
-    received: list[str]  # message ids in the batch
-    failed: list[str]  # message ids reported in batchItemFailures (or all, if the handler raised)
-    error: Exception | None = None
+def event_source(fanout: FanoutStack, function: str, handler: Handler, context: LambdaContext) -> SqsPoller:
+    """The twin's poller for `function`'s SQS event source, configured as template.yaml declares it
+    (BatchSize, FunctionResponseTypes), on the fan-out stack's queue for that function."""
+    mapping = next(iter(resource(function)["Properties"]["Events"].values()))["Properties"]
+    queues = fanout.webhook if function == "WebhookFunction" else fanout.audit
+    batch_size = resolve(mapping.get("BatchSize", 10), {**fanout.parameters})
+    source = QueueEventSource(
+        function=function,
+        queue_arn=queues.arn,
+        queue_url=queues.url,
+        batch_size=int(batch_size),
+        report_batch_item_failures="ReportBatchItemFailures" in mapping.get("FunctionResponseTypes", []),
+    )
 
+    def invoke(event: dict[str, Any]) -> Invocation:
+        return run_handler(handler, event, context, function=function, trigger="sqs")
 
-class EventSourceMapping:
-    """Lambda's SQS poller with ReportBatchItemFailures, one batch per poll().
-
-    Receives with VisibilityTimeout=0 so a failed message is visible again at once; SQS
-    (moto) counts the receives and moves a message to the DLQ past maxReceiveCount.
-    """
-
-    def __init__(
-        self, clients: AwsClients, queue: ConsumerQueues, handler: Handler, context: LambdaContext, batch_size: int = 10
-    ) -> None:
-        self._sqs = clients.sqs
-        self._queue = queue
-        self._handler = handler
-        self._context = context
-        self._batch_size = batch_size
-
-    def poll(self) -> Poll:
-        messages = self._sqs.receive_message(
-            QueueUrl=self._queue.url,
-            MaxNumberOfMessages=self._batch_size,
-            VisibilityTimeout=0,
-            MessageAttributeNames=["All"],
-            MessageSystemAttributeNames=["All"],
-        ).get("Messages", [])
-        received = [message["MessageId"] for message in messages]
-        if not messages:
-            return Poll(received=[], failed=[])
-        try:
-            failed = self.invoke(messages)
-        except Exception as error:  # the whole batch failed: nothing is deleted
-            return Poll(received=received, failed=received, error=error)
-        done = [message for message in messages if message["MessageId"] not in failed]
-        for message in done:
-            self._sqs.delete_message(QueueUrl=self._queue.url, ReceiptHandle=message["ReceiptHandle"])
-        return Poll(received=received, failed=failed)
-
-    def invoke(self, messages: Sequence[Mapping[str, Any]]) -> list[str]:
-        """Invoke the handler with received messages (deleting nothing); the ids it reports failed."""
-        response = self._handler(lambda_sqs_event(messages, self._queue.arn), self._context)  # type: ignore[arg-type]
-        return [item["itemIdentifier"] for item in response.get("batchItemFailures", [])]
-
-    def drain(self, max_polls: int = 50) -> list[Poll]:
-        """Poll until a receive comes back empty."""
-        polls = []
-        for _ in range(max_polls):
-            poll = self.poll()
-            if not poll.received:
-                return polls
-            polls.append(poll)
-        raise AssertionError(f"queue {self._queue.name} still not empty after {max_polls} polls")
+    return SqsPoller(fanout.clients.sqs, source, invoke)
 
 
 def handler_module(handler: Handler) -> ModuleType:
     return sys.modules[handler.__module__]
 
 
-def webhook_mapping(fanout: FanoutStack, url: str) -> EventSourceMapping:
+def webhook_mapping(fanout: FanoutStack, url: str) -> SqsPoller:
     """WebhookFunction (one container) behind WebhookQueue, posting to `url`."""
     handler = load_handler("functions/webhook", "app.lambda_handler", fanout.webhook_env(url))
     handler_module(handler).clients = fanout.clients  # type: ignore[attr-defined]
-    return EventSourceMapping(fanout.clients, fanout.webhook, handler, lambda_context("WebhookFunction"))
+    return event_source(fanout, "WebhookFunction", handler, lambda_context("WebhookFunction"))

@@ -182,7 +182,7 @@ class _CaseRunner:
     def handler(self, env: tuple[tuple[str, str], ...]) -> Any:
         """One 'container' per configuration, created once (like a warm Lambda)."""
         if env not in self._handlers:
-            from pipeline_cli.lambda_runtime import load_handler
+            from pipeline_cli.twin.runtime import load_handler
 
             handler = load_handler("functions/thumbnail", "app.lambda_handler", self.stack.thumbnail_env(**dict(env)))
             sys.modules[handler.__module__].clients = self.stack.clients  # type: ignore[attr-defined]

@@ -16,7 +16,7 @@ from image_pipeline.cleanup import Cleanup
 from image_pipeline.clients import AwsClients
 from image_pipeline.config import CleanupSettings
 from image_pipeline.repository import ImagesRepository
-from pipeline_cli.template import resource
+from pipeline_cli.twin.template import resource
 
 REGION = "us-east-1"
 

@@ -10,8 +10,8 @@ import zipfile
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pipeline_cli.lambda_runtime import PROJECT_ROOT
-from pipeline_cli.template import load_template, resource
+from pipeline_cli.project import PROJECT_ROOT
+from pipeline_cli.twin.template import load_template, resource
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_cli import demo, invoke
+from pipeline_cli.commands import demo, invoke
 from pipeline_cli.imagefactory import make_jpeg, make_png
 
 pytestmark = pytest.mark.slow

@@ -13,11 +13,11 @@ import pytest
 from PIL import Image
 
 from pipeline_cli.__main__ import main as pipeline_command
+from pipeline_cli.commands.redrive import redrive
 from pipeline_cli.imagefactory import make_jpeg, make_png
-from pipeline_cli.local.deploy import DeployError, verify
-from pipeline_cli.local.session import LocalPipeline, local_pipeline
-from pipeline_cli.local.webhook_receiver import WebhookServer
-from pipeline_cli.redrive import redrive
+from pipeline_cli.twin.deploy import DeployError, verify
+from pipeline_cli.twin.session import LocalPipeline, local_pipeline
+from pipeline_cli.webhook_receiver import WebhookServer
 
 pytestmark = pytest.mark.slow
 

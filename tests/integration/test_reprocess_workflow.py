@@ -12,7 +12,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from pipeline_cli.imagefactory import make_jpeg
-from pipeline_cli.local.session import LocalPipeline, local_pipeline
+from pipeline_cli.twin.session import LocalPipeline, local_pipeline
 
 pytestmark = pytest.mark.slow
 

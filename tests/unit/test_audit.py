@@ -21,7 +21,7 @@ from image_pipeline.subscriber import (
     idempotency_store,
     parse_delivered_event,
 )
-from pipeline_cli.lambda_runtime import load_handler
+from pipeline_cli.twin.runtime import load_handler
 from tests.conftest import lambda_context
 from tests.consumers import FanoutStack, create_fanout_stack, events_from_sample, handler_module, lambda_sqs_record
 

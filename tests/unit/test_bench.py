@@ -10,20 +10,15 @@ import pytest
 from PIL import Image
 
 from image_pipeline.imaging import RenditionSpec
-from pipeline_cli.bench import (
-    CORPUS,
-    InputResult,
-    corpus,
-    fidelity,
-    handler_environment,
-    main,
-    naive_images,
-    project_spec,
-    psnr,
-    verdicts,
-)
+from pipeline_cli.commands.bench import main
 from pipeline_cli.imagefactory import encode, make_jpeg
-from pipeline_cli.template import load_template
+from pipeline_cli.perf.bench_report import verdicts
+from pipeline_cli.perf.corpus import CORPUS, corpus
+from pipeline_cli.perf.fidelity import fidelity, psnr
+from pipeline_cli.perf.handler import handler_environment, project_spec
+from pipeline_cli.perf.timing import InputResult
+from pipeline_cli.perf.variants import naive_images
+from pipeline_cli.twin.template import load_template
 
 
 def test_psnr_is_infinite_for_identical_images_and_falls_with_the_error() -> None:

@@ -13,8 +13,8 @@ from image_pipeline.cleanup import STATE_KEY
 from image_pipeline.keys import ObjectRef, image_id_for
 from image_pipeline.repository import ImagesRepository
 from pipeline_cli.imagefactory import make_jpeg
-from pipeline_cli.lambda_runtime import LambdaContext, load_handler
-from pipeline_cli.template import resource
+from pipeline_cli.twin.runtime import LambdaContext, load_handler
+from pipeline_cli.twin.template import resource
 from tests.faults import Fault, inject
 from tests.s3events import s3_put_event
 from tests.stack import TestStack, cleanup_for

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from image_pipeline.config import ConfigError, ThumbnailSettings, memory_needed_mb, parse_sizes
-from pipeline_cli.template import load_template
+from pipeline_cli.twin.template import load_template
 
 REQUIRED = {
     "INGEST_BUCKET": "i",

@@ -27,8 +27,8 @@ from moto.core.botocore_stubber import BotocoreStubber
 from image_pipeline.clients import AwsClients
 from image_pipeline.keys import image_id_for
 from pipeline_cli.imagefactory import make_jpeg
-from pipeline_cli.lambda_runtime import load_handler
-from pipeline_cli.local.webhook_receiver import WebhookServer
+from pipeline_cli.twin.runtime import load_handler
+from pipeline_cli.webhook_receiver import WebhookServer
 from tests.consumers import WEBHOOK_SECRET, FanoutStack, create_fanout_stack, webhook_mapping
 from tests.s3events import s3_put_event
 from tests.stack import TestStack, cleanup_for
@@ -128,13 +128,13 @@ def test_a_message_redelivered_after_its_webhook_succeeded_is_not_posted_again(
     sqs = stack.clients.sqs
     webhook = webhook_mapping(fanout, server.url)
     first = sqs.receive_message(QueueUrl=fanout.webhook.url, VisibilityTimeout=0)["Messages"]
-    assert webhook.invoke(first) == []  # delivered; the message is NOT deleted
+    assert webhook.invoke(first).failed == []  # delivered; the message is NOT deleted
 
     again = sqs.receive_message(QueueUrl=fanout.webhook.url, MessageSystemAttributeNames=["All"])["Messages"]
 
     assert [m["MessageId"] for m in again] == [m["MessageId"] for m in first]
     assert again[0]["Attributes"]["ApproximateReceiveCount"] == "2"
-    assert webhook.invoke(again) == []  # succeeds (a duplicate), so SQS deletes it
+    assert webhook.invoke(again).failed == []  # succeeds (a duplicate), so SQS deletes it
     [request] = server.requests
     assert request.event_id in again[0]["Body"]
 

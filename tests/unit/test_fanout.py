@@ -11,14 +11,14 @@ import pytest
 from image_pipeline.events import event_for_record
 from image_pipeline.record import FailureReason, ImageRecord, ImageStatus, SourceImage, SourceVersion
 from pipeline_cli.__main__ import main as pipeline
-from pipeline_cli.lambda_runtime import load_handler
-from pipeline_cli.local.webhook_receiver import WebhookServer
-from pipeline_cli.template import load_template, resource
+from pipeline_cli.twin.runtime import load_handler
+from pipeline_cli.twin.template import load_template, resource
+from pipeline_cli.webhook_receiver import WebhookServer
 from tests.conftest import lambda_context
 from tests.consumers import (
     WEBHOOK_SECRET,
-    EventSourceMapping,
     create_fanout_stack,
+    event_source,
     handler_module,
     webhook_mapping,
 )
@@ -216,7 +216,7 @@ def test_the_audit_trail_archives_every_event_once_through_the_queue(aws: Any) -
     fanout = create_fanout_stack(aws)
     handler = load_handler("functions/audit", "app.lambda_handler", fanout.audit_env())
     handler_module(handler).clients = fanout.clients
-    mapping = EventSourceMapping(fanout.clients, fanout.audit, handler, lambda_context("AuditFunction"))
+    mapping = event_source(fanout, "AuditFunction", handler, lambda_context("AuditFunction"))
     events = [event_for_record(item(f"image-{n}", "SUCCEEDED" if n % 2 else "FAILED")) for n in range(5)]
     for event in events + events[:2]:  # two outcomes published twice (a retried thumbnailer)
         fanout.publish(event)

@@ -23,8 +23,8 @@ from image_pipeline.clients import BOTO_CONFIG
 from image_pipeline.errors import TransientError
 from image_pipeline.keys import image_id_for
 from pipeline_cli.imagefactory import make_jpeg
-from pipeline_cli.local.webhook_receiver import WebhookServer
-from pipeline_cli.template import resource
+from pipeline_cli.twin.template import resource
+from pipeline_cli.webhook_receiver import WebhookServer
 from tests.consumers import WEBHOOK_SECRET, create_fanout_stack, webhook_mapping
 from tests.faults import SERVER_ERROR, THROTTLED, BackoffRecorder, Fault, crash_after, inject
 from tests.s3events import s3_put_event

@@ -10,7 +10,15 @@ from botocore.stub import Stubber
 
 from image_pipeline.clients import AwsClients
 from pipeline_cli.__main__ import main as pipeline
-from pipeline_cli.redrive import LOOP, MOVE_TASK, MoveCounts, RedriveError, describe, find_source_queue, redrive
+from pipeline_cli.commands.redrive import (
+    LOOP,
+    MOVE_TASK,
+    MoveCounts,
+    RedriveError,
+    describe,
+    find_source_queue,
+    redrive,
+)
 
 Queues = dict[str, str]
 

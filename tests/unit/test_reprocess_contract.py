@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from pipeline_cli.template import load_template
+from pipeline_cli.twin.template import load_template
 from tests import statemachine
 from tests.statemachine import ASL_TEXT, MACHINE, PLACEHOLDER, SUBSTITUTIONS, referenced_logical_id
 

@@ -2,7 +2,7 @@
 
 The ASL and its DefinitionSubstitutions come from template.yaml, resolved against this stack's
 names; the Lambda tasks run the real ThumbnailFunction and ReprocessStepsFunction handlers
-(pipeline_cli.lambda_router). Here: paging, continuing in a new execution, a failure recorded on
+(pipeline_cli.twin.moto_compat). Here: paging, continuing in a new execution, a failure recorded on
 its item, an item deleted meanwhile, a run that fails as a whole, where summaries go; and the
 code steps (request, listing, tally) on their own. The same workflow deployed from the template
 by the local runner, with a transient error retried, is tests/integration/test_reprocess_workflow.py.
@@ -31,10 +31,9 @@ from image_pipeline.repository import ImagesRepository
 from image_pipeline.reprocess import COUNT_NAMES, InvalidRequest, ReprocessRequest, list_images, tally
 from image_pipeline.thumbnailer import utc_now
 from pipeline_cli.imagefactory import make_jpeg
-from pipeline_cli.lambda_router import Invocation, route_lambda_invocations
-from pipeline_cli.lambda_runtime import load_handler
-from pipeline_cli.moto_compat import step_functions_like_aws
-from pipeline_cli.template import load_template, resource
+from pipeline_cli.twin.moto_compat import Invocation, route_lambda_invocations, step_functions_like_aws
+from pipeline_cli.twin.runtime import load_handler
+from pipeline_cli.twin.template import load_template, resource
 from tests import statemachine
 from tests.s3events import next_sequencer, s3_put_event
 from tests.stack import TestStack

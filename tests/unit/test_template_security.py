@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from pipeline_cli.template import load_template
-from pipeline_cli.translate import ALL_FEATURES, false_conditions, translate_template, with_parameter_defaults
+from pipeline_cli.twin.template import load_template
+from pipeline_cli.twin.translate import ALL_FEATURES, false_conditions, translate_template, with_parameter_defaults
 
 # Actions that support no resource-level permissions: AWS requires Resource "*" for them.
 WILDCARD_RESOURCE_ACTIONS = {

@@ -16,7 +16,7 @@ from PIL import Image
 from image_pipeline.errors import ImageRejected, RejectReason, TransientError
 from image_pipeline.keys import image_id_for
 from pipeline_cli.imagefactory import make_jpeg, make_png
-from pipeline_cli.lambda_runtime import load_handler
+from pipeline_cli.twin.runtime import load_handler
 from tests.conftest import EVENTS_DIR, lambda_context, load_event
 from tests.s3events import s3_event_for, s3_put_event
 from tests.stack import TestStack

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_cli.tune import (
+from pipeline_cli.commands.tune import main
+from pipeline_cli.perf.cost import (
     compute_cost,
     configuration,
     cost_per_million,
-    main,
     model_duration_ms,
     recommend,
     vcpu_share,

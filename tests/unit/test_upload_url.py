@@ -39,9 +39,9 @@ from image_pipeline.uploads import (
     caller_scope,
     decode_policy,
 )
-from pipeline_cli.lambda_runtime import load_handler
-from pipeline_cli.local.server import embedded_moto
-from pipeline_cli.template import resource
+from pipeline_cli.twin.runtime import load_handler
+from pipeline_cli.twin.server import embedded_moto
+from pipeline_cli.twin.template import resource
 from tests.conftest import lambda_context, load_event
 
 BUCKET = "pipeline-ingest-test"

@@ -27,8 +27,8 @@ from image_pipeline.webhook import (
     signature_header,
     verify_signature,
 )
-from pipeline_cli.lambda_runtime import load_handler
-from pipeline_cli.local.webhook_receiver import HANG, WebhookServer
+from pipeline_cli.twin.runtime import load_handler
+from pipeline_cli.webhook_receiver import HANG, WebhookServer
 from tests.conftest import lambda_context
 from tests.consumers import (
     WEBHOOK_SECRET,

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"pipeline: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(f"pipeline_cli.{COMMANDS[name][0]}")
+    module = importlib.import_module(f"pipeline_cli.commands.{COMMANDS[name][0]}")
     code: int = module.main(rest)
     return code
 

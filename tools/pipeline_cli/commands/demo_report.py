@@ -12,10 +12,10 @@ from urllib.parse import unquote_plus
 from rich.console import Console
 from rich.table import Table
 
-from pipeline_cli.local.router import QueueStats
-from pipeline_cli.local.runtime import Invocation
-from pipeline_cli.local.session import LocalPipeline
-from pipeline_cli.local.webhook_receiver import ReceivedRequest
+from pipeline_cli.twin.delivery import QueueStats
+from pipeline_cli.twin.runtime import Invocation
+from pipeline_cli.twin.session import LocalPipeline
+from pipeline_cli.webhook_receiver import ReceivedRequest
 
 BROWSER_FORMATS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"}
 

@@ -1,25 +1,112 @@
-"""The deployed functions, run in this process the way the Lambda runtime runs them.
+"""The Lambda runtime, in this process: load handlers and invoke them the way Lambda does.
 
 Each function's app.py is imported once (a cold start) with the environment the template
-gives it, then invoked per event with a fresh context; what it prints (Powertools' JSON logs
-and EMF metrics) is kept per invocation, like CloudWatch Logs, instead of flooding the console.
+gives it, the layer's package importable, then invoked per event with a fresh context; an
+unhandled exception becomes the invocation's error, shaped as Lambda returns it. What a
+handler prints (Powertools' JSON logs and EMF metrics) is kept per invocation, like CloudWatch
+Logs, instead of flooding the console. The local stack, `pipeline invoke`, the benchmarks and
+the tests all run the very code that is deployed through this module.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from pipeline_cli.lambda_runtime import Handler, LambdaContext, lambda_error_payload, load_handler
-from pipeline_cli.local.deploy import DeployedStack, FunctionSpec
+from pipeline_cli.project import LAYER_PATH, PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from pipeline_cli.twin.deploy import DeployedStack, FunctionSpec
+
+Handler = Callable[[Any, Any], Any]
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of the runtime's context object that handlers and Powertools read."""
+
+    function_name: str
+    memory_limit_in_mb: int = 128
+    timeout_seconds: float = 30.0
+    function_version: str = "$LATEST"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    region: str = "us-east-1"
+    account_id: str = "123456789012"
+    _deadline: float = field(default=0.0, repr=False)
+
+    def __post_init__(self) -> None:
+        self._deadline = time.monotonic() + self.timeout_seconds
+        self.invoked_function_arn = f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name}"
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+        self.log_stream_name = f"local/{self.aws_request_id}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@contextmanager
+def environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of an import or an invocation."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update({name: str(value) for name, value in variables.items()})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def load_handler(code_uri: str | Path, handler: str, env: Mapping[str, str] | None = None) -> Handler:
+    """Import `handler` ("app.lambda_handler") from code_uri as its own module.
+
+    Each function gets a unique module name, so several functions' app.py live side by side;
+    env is set while importing, because handlers validate their settings at import time.
+    """
+    module_file, _, attribute = handler.rpartition(".")
+    directory = (PROJECT_ROOT / code_uri).resolve()
+    path = directory / f"{module_file.replace('.', '/')}.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"handler module {path} not found (CodeUri={code_uri}, Handler={handler})")
+    if str(LAYER_PATH) not in sys.path:
+        sys.path.insert(0, str(LAYER_PATH))
+    module_name = f"lambda_{directory.name}_{module_file.replace('.', '_')}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    with environment(env or {}):
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(module_name, None)
+            raise
+    function: Handler = getattr(module, attribute)
+    return function
+
+
+def lambda_error_payload(exception: BaseException) -> dict[str, Any]:
+    """What Lambda returns for an unhandled exception; Step Functions names the error after errorType."""
+    return {
+        "errorType": type(exception).__name__,
+        "errorMessage": str(exception),
+        "stackTrace": traceback.format_tb(exception.__traceback__),
+    }
 
 
 @dataclass
@@ -46,9 +133,21 @@ class Invocation:
         return str(self.exception) if self.exception is not None else None
 
     @property
-    def error_payload(self) -> dict[str, Any]:
-        """The payload Lambda returns for an unhandled exception."""
-        return lambda_error_payload(self.exception) if self.exception is not None else {}
+    def error(self) -> dict[str, Any] | None:
+        """The payload Lambda returns for an unhandled exception; None when the handler returned."""
+        return lambda_error_payload(self.exception) if self.exception is not None else None
+
+
+def run_handler(handler: Handler, event: Any, context: LambdaContext, *, function: str, trigger: str) -> Invocation:
+    """One invocation at the runtime's boundary: whatever the handler raises is its result."""
+    invocation = Invocation(function=function, event=event, trigger=trigger, request_id=context.aws_request_id)
+    started = time.perf_counter()
+    try:
+        invocation.result = handler(event, context)
+    except Exception as error:  # the runtime's boundary: every error is the invocation's result
+        invocation.exception = error
+    invocation.duration_ms = (time.perf_counter() - started) * 1000
+    return invocation
 
 
 class _InvocationOutput(io.TextIOBase):
@@ -149,16 +248,8 @@ class LocalFunctions:
         context = LambdaContext(
             function_name=spec.name, memory_limit_in_mb=spec.memory_mb, timeout_seconds=spec.timeout_seconds
         )
-        invocation = Invocation(
-            function=spec.logical_id, event=event, trigger=trigger, request_id=context.aws_request_id
-        )
-        started = time.perf_counter()
         with self._captured() as output:
-            try:
-                invocation.result = handler(event, context)
-            except Exception as error:  # the runtime's boundary: every error is the invocation's result
-                invocation.exception = error
-        invocation.duration_ms = (time.perf_counter() - started) * 1000
+            invocation = run_handler(handler, event, context, function=spec.logical_id, trigger=trigger)
         invocation.logs = output.getvalue()
         self._write_log(spec.logical_id, invocation.logs)
         with self._lock:

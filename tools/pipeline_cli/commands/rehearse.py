@@ -16,10 +16,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline_cli.lambda_runtime import PROJECT_ROOT
-from pipeline_cli.local.deploy import ARTIFACTS_BUCKET, deploy
-from pipeline_cli.local.server import embedded_moto
-from pipeline_cli.template import load_template
+from pipeline_cli.project import PROJECT_ROOT
+from pipeline_cli.twin.deploy import ARTIFACTS_BUCKET, deploy
+from pipeline_cli.twin.server import embedded_moto
+from pipeline_cli.twin.template import load_template
 
 BUILD_TEMPLATE = PROJECT_ROOT / ".aws-sam" / "build" / "template.yaml"
 

@@ -17,11 +17,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pipeline_cli.commands.demo_report import image_rows, print_summary, write_html
+from pipeline_cli.commands.redrive import redrive
 from pipeline_cli.imagefactory import make_jpeg, sample_images
-from pipeline_cli.local.report import image_rows, print_summary, write_html
-from pipeline_cli.local.session import LocalPipeline, local_pipeline
-from pipeline_cli.local.webhook_receiver import WebhookServer
-from pipeline_cli.redrive import redrive
+from pipeline_cli.twin.session import LocalPipeline, local_pipeline
+from pipeline_cli.webhook_receiver import WebhookServer
 
 DEMO_PREFIX = "uploads/demo/"
 SERVER_ERROR = 500

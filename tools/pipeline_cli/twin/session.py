@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline_cli.local.deploy import DeployedStack, deploy
-from pipeline_cli.local.router import EventRouter
-from pipeline_cli.local.runtime import LocalFunctions
-from pipeline_cli.local.server import Endpoint, embedded_moto
+from pipeline_cli.twin.delivery import EventRouter
+from pipeline_cli.twin.deploy import DeployedStack, deploy
+from pipeline_cli.twin.runtime import LocalFunctions
+from pipeline_cli.twin.server import Endpoint, embedded_moto
 
 UPLOAD_PREFIX = "uploads/"
 

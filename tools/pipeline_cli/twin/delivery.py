@@ -20,18 +20,110 @@ import json
 import queue
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from unittest import mock
 
-from pipeline_cli.local.deploy import DeployedStack, QueueEventSource, Schedule
-from pipeline_cli.local.lambda_events import lambda_sqs_event
-from pipeline_cli.local.runtime import Invocation, LocalFunctions
+from pipeline_cli.twin.deploy import DeployedStack, QueueEventSource, Schedule
+from pipeline_cli.twin.events import lambda_sqs_event
+from pipeline_cli.twin.runtime import Invocation, LocalFunctions
 
 SQS_RECEIVE_LIMIT = 10  # messages per ReceiveMessage call
+
+
+@dataclass
+class Poll:
+    """One batch an event source mapping delivered."""
+
+    received: list[str]  # message ids in the batch
+    failed: list[str]  # ids that stay on the queue: reported in batchItemFailures, or all of them
+    invocation: Invocation | None = field(default=None, repr=False)
+
+    @property
+    def error(self) -> Exception | None:
+        """What the function raised (the whole batch failed), if it did."""
+        return self.invocation.exception if self.invocation is not None else None
+
+
+def failed_message_ids(
+    messages: list[dict[str, Any]], invocation: Invocation, report_batch_item_failures: bool
+) -> list[str]:
+    """The messages Lambda leaves on the queue after an invocation, in batch order.
+
+    An error fails the whole batch. With ReportBatchItemFailures, the batchItemFailures' ids fail,
+    and an empty, missing or unknown itemIdentifier fails the whole batch, as Lambda treats it;
+    without it, a returned response acknowledges every message.
+    """
+    every_id = [message["MessageId"] for message in messages]
+    if invocation.failed:
+        return every_id
+    if not report_batch_item_failures or not isinstance(invocation.result, dict):
+        return []
+    failures = invocation.result.get("batchItemFailures") or []
+    reported = {str(failure.get("itemIdentifier") or "") for failure in failures}
+    if not reported <= set(every_id):
+        return every_id
+    return [message_id for message_id in every_id if message_id in reported]
+
+
+class SqsPoller:
+    """Lambda's SQS event source mapping for one queue: receive up to BatchSize messages, invoke,
+    delete what succeeded. A failed message is made visible again at once (its visibility timeout
+    fast-forwarded); SQS (moto) counts its receives and dead-letters it past maxReceiveCount."""
+
+    def __init__(self, sqs: Any, source: QueueEventSource, invoke: Callable[[dict[str, Any]], Invocation]) -> None:
+        self.sqs = sqs
+        self.source = source
+        self._invoke = invoke
+
+    def receive(self) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        while len(messages) < self.source.batch_size:
+            received = self.sqs.receive_message(
+                QueueUrl=self.source.queue_url,
+                MaxNumberOfMessages=min(SQS_RECEIVE_LIMIT, self.source.batch_size - len(messages)),
+                MessageAttributeNames=["All"],
+                MessageSystemAttributeNames=["All"],
+            ).get("Messages", [])
+            if not received:
+                break
+            messages += received
+        return messages
+
+    def invoke(self, messages: list[dict[str, Any]]) -> Poll:
+        """Invoke the function with received messages; which of them failed (nothing settled yet)."""
+        invocation = self._invoke(lambda_sqs_event(messages, self.source.queue_arn))
+        failed = failed_message_ids(messages, invocation, self.source.report_batch_item_failures)
+        return Poll([message["MessageId"] for message in messages], failed, invocation)
+
+    def deliver(self, messages: list[dict[str, Any]]) -> Poll:
+        """Invoke, then settle each message as Lambda does: delete it, or make it visible again."""
+        poll = self.invoke(messages)
+        for message in messages:
+            if message["MessageId"] in poll.failed:
+                self.sqs.change_message_visibility(
+                    QueueUrl=self.source.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+            else:
+                self.sqs.delete_message(QueueUrl=self.source.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return poll
+
+    def poll(self) -> Poll:
+        """One batch from the queue to the function (an empty Poll when the queue had none)."""
+        messages = self.receive()
+        return self.deliver(messages) if messages else Poll([], [])
+
+    def drain(self, max_polls: int = 50) -> list[Poll]:
+        """Poll until a receive comes back empty."""
+        polls: list[Poll] = []
+        for _ in range(max_polls):
+            poll = self.poll()
+            if not poll.received:
+                return polls
+            polls.append(poll)
+        raise RuntimeError(f"queue {self.source.queue_arn} still not empty after {max_polls} polls")
 
 
 @dataclass
@@ -56,16 +148,22 @@ class EventRouter:
         self.functions = functions
         self.sqs = stack.endpoint.client("sqs")
         self.queue_stats = {source.queue_arn: QueueStats(source) for source in stack.queue_sources}
+        self.pollers = [
+            SqsPoller(self.sqs, source, self._invoker(source.function, "sqs")) for source in stack.queue_sources
+        ]
         self._async_events: queue.Queue[_AsyncEvent] = queue.Queue()
 
     @contextmanager
     def attached(self) -> Iterator[EventRouter]:
         """Take over moto's Lambda calls while the block runs."""
-        from pipeline_cli.lambda_router import route_lambda_invocations
-        from pipeline_cli.moto_compat import step_functions_like_aws
+        from pipeline_cli.twin.moto_compat import (
+            route_lambda_invocations,
+            route_s3_notifications,
+            step_functions_like_aws,
+        )
 
         with ExitStack() as stack:
-            stack.enter_context(mock.patch("moto.s3.notifications._invoke_awslambda", self._s3_notification))
+            stack.enter_context(route_s3_notifications(self._s3_notification))
             stack.enter_context(step_functions_like_aws())
             handlers = {spec.name: self._synchronous_handler(spec.logical_id) for spec in self.stack.functions.values()}
             stack.enter_context(route_lambda_invocations(handlers))
@@ -73,8 +171,8 @@ class EventRouter:
 
     # -- S3 -> Lambda (asynchronous invocation) --------------------------------------------------
 
-    def _s3_notification(self, account_id: str, event_body: Any, fn_arn: str, region_name: str) -> None:
-        """Called by moto inside PutObject: queue the event, as S3 hands it to Lambda's async queue."""
+    def _s3_notification(self, fn_arn: str, event_body: Any) -> None:
+        """Called inside PutObject: queue the event, as S3 hands it to Lambda's async queue."""
         self._async_events.put(_AsyncEvent(fn_arn, event_body, "s3"))
 
     def _run_async(self, item: _AsyncEvent) -> Invocation:
@@ -112,7 +210,7 @@ class EventRouter:
             },
             "requestPayload": event,
             "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
-            "responsePayload": invocation.error_payload,
+            "responsePayload": invocation.error,
         }
         self.sqs.send_message(QueueUrl=self._queue_url(destination_arn), MessageBody=json.dumps(record))
 
@@ -122,50 +220,18 @@ class EventRouter:
 
     # -- SQS -> Lambda (event source mappings) ---------------------------------------------------
 
-    def poll(self, source: QueueEventSource) -> int:
-        """One batch from the queue to its function; returns how many messages were received."""
-        messages: list[dict[str, Any]] = []
-        while len(messages) < source.batch_size:
-            received = self.sqs.receive_message(
-                QueueUrl=source.queue_url,
-                MaxNumberOfMessages=min(SQS_RECEIVE_LIMIT, source.batch_size - len(messages)),
-                MessageAttributeNames=["All"],
-                MessageSystemAttributeNames=["All"],
-            ).get("Messages", [])
-            if not received:
-                break
-            messages += received
-        if not messages:
-            return 0
-        stats = self.queue_stats[source.queue_arn]
-        stats.batches += 1
-        invocation = self.functions.invoke(source.function, lambda_sqs_event(messages, source.queue_arn), "sqs")
-        failed_ids = self._failed_message_ids(source, messages, invocation)
-        for message in messages:
-            if message["MessageId"] in failed_ids:
-                stats.failed += 1
-                # Fast-forward the visibility timeout: the message is due for its next receive.
-                self.sqs.change_message_visibility(
-                    QueueUrl=source.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-                )
-            else:
-                stats.delivered += 1
-                self.sqs.delete_message(QueueUrl=source.queue_url, ReceiptHandle=message["ReceiptHandle"])
-        return len(messages)
+    def _invoker(self, function: str, trigger: str) -> Callable[[Any], Invocation]:
+        return lambda event: self.functions.invoke(function, event, trigger)
 
-    @staticmethod
-    def _failed_message_ids(
-        source: QueueEventSource, messages: list[dict[str, Any]], invocation: Invocation
-    ) -> set[str]:
-        every_id = {message["MessageId"] for message in messages}
-        if invocation.failed:
-            return every_id
-        if not source.report_batch_item_failures or not isinstance(invocation.result, dict):
-            return set()
-        failures = invocation.result.get("batchItemFailures") or []
-        reported = {str(failure.get("itemIdentifier", "")) for failure in failures}
-        # Lambda treats an empty or unknown identifier as a failure of the whole batch.
-        return every_id if not reported <= every_id else reported
+    def poll(self, poller: SqsPoller) -> int:
+        """One batch from the queue to its function; returns how many messages were received."""
+        poll = poller.poll()
+        if poll.received:
+            stats = self.queue_stats[poller.source.queue_arn]
+            stats.batches += 1
+            stats.failed += len(poll.failed)
+            stats.delivered += len(poll.received) - len(poll.failed)
+        return len(poll.received)
 
     # -- schedules and state machines ------------------------------------------------------------
 
@@ -229,8 +295,8 @@ class EventRouter:
                 break
             self._run_async(item)
             work += 1
-        for source in self.stack.queue_sources:
-            work += self.poll(source)
+        for poller in self.pollers:
+            work += self.poll(poller)
         return work
 
     def drain(self, max_steps: int = 10_000) -> None:

@@ -12,7 +12,7 @@ import pytest
 from moto import mock_aws
 
 from image_pipeline.errors import TransientError
-from pipeline_cli.lambda_router import route_lambda_invocations
+from pipeline_cli.twin.moto_compat import route_lambda_invocations
 from tests.statemachine import create_function, create_role
 
 

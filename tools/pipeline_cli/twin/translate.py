@@ -1,22 +1,15 @@
 """SAM -> CloudFormation, offline: what the AWS::Serverless transform does at deploy time.
 
-Used by the local runner (moto's CloudFormation cannot run the SAM transform) and by the
-security scan (scanners see the real IAM policies only after translation).
-`pipeline translate [-o build/template.cfn.json] [Key=Value ...]`
+Used by the local twin (moto's CloudFormation cannot run the SAM transform) and by the
+security scan (scanners see the real IAM policies only after translation, `pipeline translate`).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import os
-import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
-
-from pipeline_cli.template import load_template
 
 PLACEHOLDER_BUCKET = "pipeline-local-artifacts"
 
@@ -112,28 +105,3 @@ def false_conditions(template: Mapping[str, Any]) -> list[str]:
     """Names of the template's Conditions that are false under its parameters' defaults."""
     conditions = template.get("Conditions", {})
     return [name for name, expression in conditions.items() if not _condition_value(template, expression)]
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="pipeline translate", description=__doc__.splitlines()[0])
-    parser.add_argument("-o", "--output", type=Path, default=Path("build/template.cfn.json"))
-    parser.add_argument(
-        "--all-features",
-        action="store_true",
-        help="turn every optional feature on and make the parameters' defaults say so (for scanners)",
-    )
-    parser.add_argument("overrides", nargs="*", metavar="Key=Value", help="template parameter overrides")
-    args = parser.parse_args(argv)
-    overrides = dict(item.split("=", 1) for item in args.overrides)
-    if args.all_features:
-        overrides = ALL_FEATURES | overrides
-    translated = translate_template(load_template(), overrides)
-    if args.all_features:
-        translated = with_parameter_defaults(translated, overrides)
-        if off := false_conditions(translated):
-            print(f"conditions still false with --all-features: {', '.join(off)}; extend ALL_FEATURES", file=sys.stderr)
-            return 1
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(translated, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    print(f"wrote {args.output} ({len(translated['Resources'])} resources)", file=sys.stderr)
-    return 0

@@ -3,7 +3,7 @@
 Steps, as `sam package` + `sam deploy` would take them: zip each function's and layer's code
 and upload it and the state machine definitions to an artifacts bucket, translate SAM to CloudFormation
 (aws-sam-translator), create the stack. moto's CloudFormation then leaves out whole resource
-types and some properties (docs/local-twin.md, "How it works"); each is applied here through the
+types and some properties (docs/local-twin.md); each is applied here through the
 public APIs, FROM the translated template, and `verify` fails the deployment if any resource of
 the template is still missing. Nothing is skipped silently.
 """
@@ -20,10 +20,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline_cli.lambda_runtime import PROJECT_ROOT
-from pipeline_cli.local.server import Endpoint, moto_account
-from pipeline_cli.template import load_template
-from pipeline_cli.translate import translate_template
+from pipeline_cli.project import PROJECT_ROOT
+from pipeline_cli.twin.moto_compat import CloudFormationStack, detach_sqs_event_sources
+from pipeline_cli.twin.server import Endpoint, moto_account
+from pipeline_cli.twin.template import load_template
+from pipeline_cli.twin.translate import translate_template
 
 ARTIFACTS_BUCKET = "pipeline-local-artifacts"
 
@@ -93,19 +94,6 @@ class DeployedStack:
             if name in (spec.name, spec.logical_id):
                 return spec
         raise KeyError(f"no function {name_or_arn!r} in stack {self.name}")
-
-
-class _WiredResource:
-    """Stands in moto's resource map for a resource the runner created, so Ref/GetAtt resolve."""
-
-    def __init__(self, physical_id: str, attributes: Mapping[str, str] | None = None) -> None:
-        self.physical_resource_id = physical_id
-        self._attributes = dict(attributes or {})
-
-    def get_cfn_attribute(self, name: str) -> str:
-        if name not in self._attributes:
-            raise DeployError(f"attribute {name} of {self.physical_resource_id} is not known to the local runner")
-        return self._attributes[name]
 
 
 # -- packaging --------------------------------------------------------------------------------
@@ -212,17 +200,16 @@ def _notification_configuration(configuration: Mapping[str, Any]) -> dict[str, A
 class _Wiring:
     """Applies, per resource type, what moto's CloudFormation did not."""
 
-    def __init__(self, stack: DeployedStack, resource_map: Any, clean_json: Callable[[Any, Any], Any]) -> None:
+    def __init__(self, stack: DeployedStack, cloudformation: CloudFormationStack) -> None:
         self.stack = stack
-        self.resource_map = resource_map
-        self._clean_json = clean_json
+        self.cloudformation = cloudformation
         self.endpoint = stack.endpoint
 
     def resolve(self, value: Any) -> Any:
-        return self._clean_json(copy.deepcopy(value), self.resource_map)
+        return self.cloudformation.resolve(value)
 
     def register(self, logical_id: str, physical_id: str, what: str, **attributes: str) -> None:
-        self.resource_map._parsed_resources[logical_id] = _WiredResource(physical_id, attributes)
+        self.cloudformation.register(logical_id, physical_id, attributes)
         self.stack.physical_ids[logical_id] = physical_id
         self.stack.wired[logical_id] = what
 
@@ -446,21 +433,12 @@ _WIRING_ORDER = [
 # -- deploy -----------------------------------------------------------------------------------
 
 
-def _moto_stack(name: str) -> Any:
-    from moto.cloudformation.models import cloudformation_backends
-
-    account, region = moto_account()
-    return cloudformation_backends[account][region].get_stack(name)
-
-
 def deploy(
     endpoint: Endpoint,
     stack_name: str = "image-pipeline-local",
     parameter_overrides: Mapping[str, str] | None = None,
     template: dict[str, Any] | None = None,
 ) -> DeployedStack:
-    from moto.cloudformation.parsing import clean_json
-
     overrides = dict(parameter_overrides or {})
     packaged, code_dirs = package(template or load_template(), endpoint)
     translated = translate_template(packaged, overrides)
@@ -482,14 +460,13 @@ def deploy(
         raise DeployError(f"stack {stack_name}: {status}")
 
     stack = DeployedStack(name=stack_name, endpoint=endpoint, template=translated)
-    moto_stack = _moto_stack(stack_name)
-    resource_map = moto_stack.resource_map
+    cloudformation_stack = CloudFormationStack(stack_name, *moto_account())
     for summary in cloudformation.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]:
         # Some types (layer versions, permissions) have no physical id in moto, but exist.
         stack.physical_ids[summary["LogicalResourceId"]] = summary.get("PhysicalResourceId") or "(created)"
 
-    wiring = _Wiring(stack, resource_map, clean_json)
-    resources = _active_resources(translated, resource_map)
+    wiring = _Wiring(stack, cloudformation_stack)
+    resources = _active_resources(translated, cloudformation_stack)
     stack.active = set(resources)
     _collect_functions(stack, resources, code_dirs, wiring)
     for kind in _WIRING_ORDER:
@@ -502,18 +479,18 @@ def deploy(
     stack.outputs = {
         name: str(wiring.resolve(output["Value"]))
         for name, output in translated.get("Outputs", {}).items()
-        if "Condition" not in output or resource_map.lazy_condition_map[output["Condition"]]
+        if "Condition" not in output or cloudformation_stack.condition_holds(output["Condition"])
     }
     verify(stack, resources)
     return stack
 
 
-def _active_resources(translated: dict[str, Any], resource_map: Any) -> dict[str, dict[str, Any]]:
+def _active_resources(translated: dict[str, Any], cloudformation: CloudFormationStack) -> dict[str, dict[str, Any]]:
     """The template's resources whose Condition holds for these parameters."""
     return {
         logical_id: resource
         for logical_id, resource in translated["Resources"].items()
-        if "Condition" not in resource or resource_map.lazy_condition_map[resource["Condition"]]
+        if "Condition" not in resource or cloudformation.condition_holds(resource["Condition"])
     }
 
 
@@ -550,10 +527,7 @@ def _apply_function_environments(stack: DeployedStack, resources: dict[str, dict
 
 
 def _collect_queue_sources(stack: DeployedStack, resources: dict[str, dict[str, Any]], wiring: _Wiring) -> None:
-    from moto.sqs.models import sqs_backends
-
     sqs = stack.endpoint.client("sqs")
-    account, region = moto_account()
     for resource in resources.values():
         if resource["Type"] != "AWS::Lambda::EventSourceMapping":
             continue
@@ -571,9 +545,7 @@ def _collect_queue_sources(stack: DeployedStack, resources: dict[str, dict[str, 
                 report_batch_item_failures="ReportBatchItemFailures" in properties.get("FunctionResponseTypes", []),
             )
         )
-        # moto would invoke the function synchronously inside SendMessage, whole batches, ignoring
-        # partial batch responses; the runner's poller takes over that delivery instead.
-        sqs_backends[account][region].queues[queue_name].lambda_event_source_mappings.clear()
+        detach_sqs_event_sources(queue_arn)  # the twin's poller delivers, with Lambda's semantics
 
 
 # How to ask the service whether a resource of each type really exists: moto's CloudFormation

@@ -21,7 +21,7 @@ import boto3
 import requests
 from moto.server import ThreadedMotoServer
 
-from pipeline_cli.lambda_runtime import environment
+from pipeline_cli.twin.runtime import environment
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account

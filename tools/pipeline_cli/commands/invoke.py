@@ -22,13 +22,13 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from pipeline_cli.imagefactory import make_jpeg
-from pipeline_cli.lambda_runtime import PROJECT_ROOT, environment
-from pipeline_cli.local.deploy import DeployedStack, FunctionSpec, deploy
-from pipeline_cli.local.router import EventRouter
-from pipeline_cli.local.runtime import LocalFunctions
-from pipeline_cli.local.server import Endpoint, embedded_moto
-from pipeline_cli.template import load_template
-from pipeline_cli.translate import translate_template
+from pipeline_cli.project import PROJECT_ROOT
+from pipeline_cli.twin.delivery import EventRouter
+from pipeline_cli.twin.deploy import DeployedStack, FunctionSpec, deploy
+from pipeline_cli.twin.runtime import LocalFunctions, environment
+from pipeline_cli.twin.server import Endpoint, embedded_moto
+from pipeline_cli.twin.template import load_template
+from pipeline_cli.twin.translate import translate_template
 
 STACK_NAME = "image-pipeline"  # the stack events/*.json are written for
 
@@ -182,5 +182,5 @@ def main(argv: list[str]) -> int:
         return 2
     sys.stderr.write(invocation.logs)
     print(f"REPORT RequestId: {invocation.request_id} Duration: {invocation.duration_ms:.2f} ms", file=sys.stderr)
-    print(json.dumps(invocation.error_payload if invocation.failed else invocation.result, indent=2, default=str))
+    print(json.dumps(invocation.error if invocation.failed else invocation.result, indent=2, default=str))
     return 1 if invocation.failed else 0

@@ -8,9 +8,7 @@ from typing import Any
 
 import yaml
 
-from pipeline_cli.lambda_runtime import PROJECT_ROOT
-
-TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
+from pipeline_cli.project import TEMPLATE_PATH
 
 
 class _CloudFormationLoader(yaml.SafeLoader):

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from image_pipeline.replay import ReplayReport, replay_failures, replay_through_workflow
 from image_pipeline.reprocess import MAX_OBJECTS
-from pipeline_cli.redrive import RedriveError, queue_url
+from pipeline_cli.commands.redrive import RedriveError, queue_url
 
 
 def describe(report: ReplayReport) -> str:

@@ -1,0 +1,70 @@
+"""Timing the variants side by side, and everything measured per input."""
+
+from __future__ import annotations
+
+import io
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from image_pipeline.imaging import RenditionSpec
+from pipeline_cli.perf.corpus import CORPUS
+from pipeline_cli.perf.fidelity import fidelity
+from pipeline_cli.perf.lambda_process import peak_rss_mb
+from pipeline_cli.perf.variants import RUNNERS, VARIANTS
+
+RSS_VARIANTS = (*VARIANTS, "handler")
+
+
+@dataclass
+class InputResult:
+    name: str
+    bytes: int
+    pixels: int
+    photographic: bool
+    median_ms: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    psnr_db: dict[str, list[float]] = field(default_factory=dict)
+    psnr_delivered_db: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def speedup_vs_naive(self) -> float:
+        return self.median_ms["naive"] / self.median_ms["project"]
+
+    @property
+    def x_floor(self) -> float:
+        return self.median_ms["project"] / self.median_ms["floor"]
+
+
+def time_variants(data: bytes, spec: RenditionSpec, repeats: int) -> dict[str, float]:
+    samples: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    for variant in VARIANTS:
+        RUNNERS[variant](data, spec)  # warm: the first call pays for plugin and codec setup
+    for repeat in range(repeats):
+        shift = repeat % len(VARIANTS)
+        for variant in VARIANTS[shift:] + VARIANTS[:shift]:
+            started = time.perf_counter()
+            RUNNERS[variant](data, spec)
+            samples[variant].append((time.perf_counter() - started) * 1000)
+    return {variant: statistics.median(values) for variant, values in samples.items()}
+
+
+def measure(paths: dict[str, Path], spec: RenditionSpec, repeats: int, lambda_python: Path) -> list[InputResult]:
+    results = []
+    cases = {case.name: case for case in CORPUS}
+    for name, path in paths.items():
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as probe:
+            pixels = probe.width * probe.height
+        result = InputResult(name, len(data), pixels, cases[name].photographic)
+        result.median_ms = time_variants(data, spec, repeats)
+        result.peak_rss_mb = {variant: peak_rss_mb(variant, path, spec, lambda_python) for variant in RSS_VARIANTS}
+        scores = fidelity(data, spec)
+        result.psnr_db, result.psnr_delivered_db = scores["psnr_db"], scores["psnr_delivered_db"]
+        results.append(result)
+        print(f"  measured {name}", file=sys.stderr, flush=True)
+    return results
