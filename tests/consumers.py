@@ -22,7 +22,7 @@ from image_pipeline.events import ImageEvent
 from pipeline_cli.twin.delivery import SqsPoller
 from pipeline_cli.twin.deploy import QueueEventSource
 from pipeline_cli.twin.runtime import Invocation, LambdaContext, load_handler, run_handler
-from pipeline_cli.twin.template import load_template, resource
+from pipeline_cli.twin.template import load_template, parameter_values, resolve, resource
 from tests.conftest import lambda_context
 from tests.stack import REGION, create_table_from_template
 
@@ -31,19 +31,6 @@ SQS_SAMPLE = EVENTS_DIR / "sqs-image-event.json"
 WEBHOOK_SECRET = "test-signing-secret-0123456789abcdefghijklmnop"
 
 Handler = Callable[[dict[str, Any], Any], Any]
-
-
-def resolve(value: Any, values: Mapping[str, Any]) -> Any:
-    """Resolve Ref and Fn::GetAtt ("Logical.Attribute"): all the consumer resources use."""
-    if isinstance(value, list):
-        return [resolve(item, values) for item in value]
-    if not isinstance(value, dict):
-        return value
-    if "Ref" in value:
-        return values[value["Ref"]]
-    if "Fn::GetAtt" in value:
-        return values[".".join(value["Fn::GetAtt"])]
-    return {key: resolve(item, values) for key, item in value.items()}
 
 
 @dataclass
@@ -136,12 +123,11 @@ def _subscribe(clients: AwsClients, logical_id: str, known: dict[str, Any]) -> N
 
 
 def create_fanout_stack(clients: AwsClients, **parameter_overrides: str) -> FanoutStack:
-    specs = load_template()["Parameters"]
-    parameters = {name: str(spec.get("Default", "")) for name, spec in specs.items()} | parameter_overrides
-    known: dict[str, Any] = {
-        name: value.split(",") if specs[name]["Type"] == "CommaDelimitedList" else value
-        for name, value in parameters.items()
-    }
+    template = load_template()
+    parameters = {
+        name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()
+    } | parameter_overrides
+    known: dict[str, Any] = parameter_values(template, parameter_overrides)
     known["ImageEventsTopic"] = clients.sns.create_topic(Name="test-image-events")["TopicArn"]
     for logical_id in ("WebhookDeadLetterQueue", "WebhookQueue", "AuditDeadLetterQueue", "AuditQueue"):
         _create_queue(clients, logical_id, known)

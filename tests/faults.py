@@ -19,10 +19,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from unittest import mock
 
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
-from moto.core.botocore_stubber import BotocoreStubber, MockRawResponse
+from moto.core.botocore_stubber import MockRawResponse
+
+from pipeline_cli.twin.moto_compat import skip_answered_requests
 
 _ANSWERED = "x-fault-injected"  # marks a request a fault hook answered
 
@@ -118,15 +119,10 @@ def inject(
             return error_response(service, fault, request.url)
         raise fault()
 
-    moto_handles = BotocoreStubber.__call__
-
-    def moto_skips_answered(self: BotocoreStubber, event_name: str, request: AWSPreparedRequest, **kwargs: Any) -> Any:
-        return None if request.headers.get(_ANSWERED) else moto_handles(self, event_name, request, **kwargs)
-
     event_name = f"before-send.{service}.{operation}"
     client.meta.events.register_first(event_name, hook)
     try:
-        with mock.patch.object(BotocoreStubber, "__call__", moto_skips_answered):
+        with skip_answered_requests(lambda request: bool(request.headers.get(_ANSWERED))):
             yield injection
     finally:
         client.meta.events.unregister(event_name, hook)

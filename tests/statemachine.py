@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pipeline_cli.project import PROJECT_ROOT
-from pipeline_cli.twin.template import load_template, resource
+from pipeline_cli.twin import template
+from pipeline_cli.twin.template import load_template, parameter_values, resource
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -31,22 +32,17 @@ def referenced_logical_id(value: Mapping[str, Any]) -> str:
 
 
 def resolve(values: Mapping[str, str], **parameters: str) -> dict[str, str]:
-    """Each substitution's value: `values` by logical id for resources, parameters by name
-    (their template defaults unless given). KeyError for a substitution nothing resolves."""
-    declared = load_template()["Parameters"]
-    resolved = {}
-    for name, value in SUBSTITUTIONS.items():
-        source = referenced_logical_id(value)
-        if source in declared:
-            resolved[name] = parameters.get(source, str(declared[source]["Default"]))
-        else:
-            resolved[name] = values[source]
-    return resolved
+    """Each substitution's value: `values` by logical id for resources (a function's ARN is both
+    its Ref and its Arn here), parameters by name (their template defaults unless given);
+    TemplateError for a substitution nothing resolves."""
+    attributes = {f"{logical_id}.Arn": value for logical_id, value in values.items()}
+    known = {**values, **attributes, **parameter_values(load_template(), parameters)}
+    return {name: str(value) for name, value in template.resolve(SUBSTITUTIONS, known).items()}
 
 
 def definition(substitutions: Mapping[str, str]) -> dict[str, Any]:
     """The ASL with its placeholders replaced, parsed (it must be JSON once substituted)."""
-    parsed: dict[str, Any] = json.loads(PLACEHOLDER.sub(lambda match: substitutions[match.group(1)], ASL_TEXT))
+    parsed: dict[str, Any] = json.loads(template.substitute(ASL_TEXT, substitutions))
     return parsed
 
 

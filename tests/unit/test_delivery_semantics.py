@@ -22,11 +22,11 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from moto.core.botocore_stubber import BotocoreStubber
 
 from image_pipeline.clients import AwsClients
 from image_pipeline.keys import image_id_for
 from pipeline_cli.imagefactory import make_jpeg
+from pipeline_cli.twin import moto_compat
 from pipeline_cli.twin.runtime import load_handler
 from pipeline_cli.webhook_receiver import WebhookServer
 from tests.consumers import WEBHOOK_SECRET, FanoutStack, create_fanout_stack, webhook_mapping
@@ -232,18 +232,10 @@ def test_a_key_uploaded_again_after_deletion_and_cleanup_is_processed_as_new(
 
 
 @pytest.fixture
-def atomic_requests(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each AWS request is atomic, as the services guarantee (a DynamoDB conditional write checks
-    and writes as one step); moto's in-process backends are not, so serialize its requests.
-    Requests from different threads still interleave with each other freely."""
-    lock = threading.Lock()
-    process_request = BotocoreStubber.process_request
-
-    def atomic(self: BotocoreStubber, request: Any) -> Any:
-        with lock:
-            return process_request(self, request)
-
-    monkeypatch.setattr(BotocoreStubber, "process_request", atomic)
+def atomic_requests() -> Iterator[None]:
+    """Each AWS request is atomic, as the services guarantee (the twin's moto_compat.atomic_requests)."""
+    with moto_compat.atomic_requests():
+        yield
 
 
 def container(stack: TestStack) -> Any:

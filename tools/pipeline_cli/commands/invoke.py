@@ -27,7 +27,7 @@ from pipeline_cli.twin.delivery import EventRouter
 from pipeline_cli.twin.deploy import DeployedStack, FunctionSpec, deploy
 from pipeline_cli.twin.runtime import LocalFunctions, environment
 from pipeline_cli.twin.server import Endpoint, embedded_moto
-from pipeline_cli.twin.template import load_template
+from pipeline_cli.twin.template import TemplateError, load_template, parameter_values, resolve
 from pipeline_cli.twin.translate import translate_template
 
 STACK_NAME = "image-pipeline"  # the stack events/*.json are written for
@@ -48,23 +48,22 @@ def _env_overrides(env_file: Path | None, logical_id: str) -> dict[str, str]:
 
 
 def _static_environment(
-    translated: dict[str, Any], logical_id: str, parameters: Mapping[str, str], overrides: Mapping[str, str]
+    translated: dict[str, Any], logical_id: str, parameters: Mapping[str, Any], overrides: Mapping[str, str]
 ) -> dict[str, str]:
     """The template's variables for one function, without a deployed stack to resolve them.
 
-    Literals and parameter Refs resolve here; anything derived from a resource must come
-    from env.json (as with `sam local invoke`), otherwise the invoke stops with its name.
+    Literals and what parameters determine resolve here; anything derived from a resource must
+    come from env.json (as with `sam local invoke`), otherwise the invoke stops with its name.
     """
     variables = translated["Resources"][logical_id]["Properties"].get("Environment", {}).get("Variables", {})
     environment, unresolved = {}, []
     for name, value in variables.items():
         if name in overrides:
             environment[name] = overrides[name]
-        elif isinstance(value, str | int | float):
-            environment[name] = str(value)
-        elif isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in parameters:
-            environment[name] = str(_parameter_value(value, parameters))
-        else:
+            continue
+        try:
+            environment[name] = str(resolve(value, parameters))
+        except TemplateError:
             unresolved.append(name)
     if unresolved:
         raise InvokeError(f"{logical_id}: set {', '.join(sorted(unresolved))} in --env-vars (derived from resources)")
@@ -85,10 +84,7 @@ def _external_stack(endpoint_url: str | None, function: str, args: argparse.Name
     template = load_template()
     overrides = dict(args.parameter_overrides)
     translated = translate_template(template, overrides)
-    parameters = {
-        name: str(overrides.get(name, spec.get("Default", "")))
-        for name, spec in translated.get("Parameters", {}).items()
-    }
+    parameters = parameter_values(translated, overrides)
     properties = _function_properties(translated, function)
     code_uri = template["Resources"][function]["Properties"]["CodeUri"]
     spec = FunctionSpec(
@@ -98,17 +94,13 @@ def _external_stack(endpoint_url: str | None, function: str, args: argparse.Name
         code_dir=PROJECT_ROOT / code_uri,
         handler=properties["Handler"],
         environment=_static_environment(translated, function, parameters, _env_overrides(args.env_vars, function)),
-        timeout_seconds=int(_parameter_value(properties.get("Timeout", 3), parameters)),
-        memory_mb=int(_parameter_value(properties.get("MemorySize", 128), parameters)),
+        timeout_seconds=int(resolve(properties.get("Timeout", 3), parameters)),
+        memory_mb=int(resolve(properties.get("MemorySize", 128), parameters)),
     )
     with environment({"AWS_ENDPOINT_URL": endpoint_url} if endpoint_url else {}):
         yield DeployedStack(
             name="external", endpoint=Endpoint(endpoint_url or ""), template=translated, functions={function: spec}
         )
-
-
-def _parameter_value(value: Any, parameters: Mapping[str, str]) -> Any:
-    return parameters[value["Ref"]] if isinstance(value, dict) and "Ref" in value else value
 
 
 @contextmanager

@@ -2,51 +2,39 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
 from functools import cache
-from typing import Any
 
 from image_pipeline.config import ThumbnailSettings
 from image_pipeline.imaging import RenditionSpec
 
 THUMBNAIL_FUNCTION = "ThumbnailFunction"
+# What CloudFormation's pseudo parameters are for a stack deployed as README says (names built with Fn::Sub).
+PSEUDO_PARAMETERS = {
+    "AWS::StackName": "image-pipeline",
+    "AWS::AccountId": "123456789012",
+    "AWS::Region": "us-east-1",
+    "AWS::Partition": "aws",
+}
 
 
 @cache
 def handler_environment() -> dict[str, str]:
     """ThumbnailFunction's variables as template.yaml sets them: Globals, then the function's own;
     parameters at their defaults, resources as stand-in names (nothing here calls AWS)."""
-    from pipeline_cli.twin.template import load_template
+    from pipeline_cli.twin.template import function_variables, load_template, parameter_values, resolve
 
     template = load_template()
-    parameters = {name: str(spec["Default"]) for name, spec in template["Parameters"].items() if "Default" in spec}
-    resources = template["Resources"]
-    variables = {
-        **template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}),
-        **resources[THUMBNAIL_FUNCTION]["Properties"].get("Environment", {}).get("Variables", {}),
-    }
-    return {name: _resolve(value, parameters, resources) for name, value in variables.items()}
+    stand_ins = {logical_id: _stand_in(logical_id, spec["Type"]) for logical_id, spec in template["Resources"].items()}
+    values = {**stand_ins, **PSEUDO_PARAMETERS, **parameter_values(template)}
+    variables = resolve(function_variables(template, THUMBNAIL_FUNCTION), values)
+    return {name: str(value) for name, value in variables.items()}
 
 
-_PSEUDO = {"AWS::StackName": "image-pipeline", "AWS::AccountId": "123456789012", "AWS::Region": "us-east-1"}
-
-
-def _resolve(value: Any, parameters: Mapping[str, str], resources: Mapping[str, Any]) -> str:
-    if isinstance(value, str | int | float):
-        return str(value)
-    if isinstance(value, dict) and set(value) == {"Ref"}:
-        ref = value["Ref"]
-        if ref in parameters:
-            return parameters[ref]
-        if resources.get(ref, {}).get("Type") == "AWS::SNS::Topic":  # a topic's Ref is its ARN
-            return f"arn:aws:sns:us-east-1:123456789012:{ref}"
-        return str(ref).lower()
-    if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
-        return re.sub(
-            r"\$\{([^}]+)\}", lambda match: _PSEUDO.get(match.group(1), match.group(1).lower()), value["Fn::Sub"]
-        )
-    raise ValueError(f"{THUMBNAIL_FUNCTION}: {value!r} cannot be resolved without a deployed stack")
+def _stand_in(logical_id: str, resource_type: str) -> str:
+    """What Ref returns for the resource, in shape: a topic's ARN, otherwise a name."""
+    if resource_type == "AWS::SNS::Topic":
+        return f"arn:aws:sns:us-east-1:123456789012:{logical_id}"
+    return logical_id.lower()
 
 
 def handler_location() -> tuple[str, str]:

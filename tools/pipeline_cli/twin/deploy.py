@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import re
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -23,7 +22,7 @@ from typing import Any
 from pipeline_cli.project import PROJECT_ROOT
 from pipeline_cli.twin.moto_compat import CloudFormationStack, detach_sqs_event_sources
 from pipeline_cli.twin.server import Endpoint, moto_account
-from pipeline_cli.twin.template import load_template
+from pipeline_cli.twin.template import TemplateError, load_template, substitute
 from pipeline_cli.twin.translate import translate_template
 
 ARTIFACTS_BUCKET = "pipeline-local-artifacts"
@@ -366,13 +365,10 @@ class _Wiring:
             s3_object = self.endpoint.client("s3").get_object(Bucket=location["Bucket"], Key=location["Key"])
             definition = s3_object["Body"].read().decode("utf-8")
 
-        def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in substitutions:
-                raise DeployError(f"{logical_id}: ${{{name}}} has no DefinitionSubstitutions entry")
-            return str(substitutions[name])
-
-        resolved = re.sub(r"\$\{([A-Za-z0-9_]+)\}", substitute, definition)
+        try:
+            resolved = substitute(definition, substitutions)
+        except TemplateError as error:
+            raise DeployError(f"{logical_id}: {error} in DefinitionSubstitutions") from None
         try:
             json.loads(resolved)
         except ValueError as error:
