@@ -10,17 +10,18 @@ SECURITY_STAMP := $(SECURITY_VENV)/.installed-stamp
 export SAM_CLI_TELEMETRY ?= 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv test lint typecheck template-lint unit integration demo bench tune deploy-rehearsal lock lock-security security clean
+.PHONY: help venv build test lint typecheck template-lint unit integration demo up bench tune deploy-rehearsal lock lock-security security clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(STAMP): requirements/dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 required (found $$($(PYTHON) --version))"; exit 1; }
+	@echo "setting up $(VENV) from requirements/dev.txt (first run only: 1-2 minutes) ..."
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install -qq --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -qq --disable-pip-version-check -r requirements/dev.txt
+	$(BIN)/python -m pip install -qq --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)  ## create the development venv from pinned requirements
@@ -61,6 +62,9 @@ integration: $(STAMP)  ## the whole pipeline through the local runner
 demo: $(STAMP)  ## run the whole pipeline locally on sample images (embedded moto server)
 	$(BIN)/pipeline demo $(ARGS)
 
+up: $(STAMP)  ## the local stack on localhost:4566 until Ctrl-C; writes build/up/env.json and aws.env
+	$(BIN)/pipeline up $(ARGS)
+
 bench: $(STAMP)  ## thumbnailer vs naive Pillow vs decode floor, side by side
 	$(BIN)/pipeline bench $(ARGS)
 
@@ -69,6 +73,9 @@ tune: $(STAMP)  ## memory/cost tuning report for ThumbnailFunction
 
 deploy-rehearsal: $(STAMP)  ## sam build + package + deploy to a local moto server
 	$(BIN)/pipeline rehearse $(ARGS)
+
+build: $(STAMP)  ## sam build with the functions' Python (pyenv's 3.12/3.13 found for you), no deploy
+	$(BIN)/pipeline rehearse --build-only
 
 lock:  ## re-resolve requirements/dev.in into requirements/dev.txt
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock

@@ -22,7 +22,7 @@ from image_pipeline.events import ImageEvent
 from pipeline_cli.twin.delivery import SqsPoller
 from pipeline_cli.twin.deploy import QueueEventSource
 from pipeline_cli.twin.runtime import Invocation, LambdaContext, load_handler, run_handler
-from pipeline_cli.twin.template import load_template, parameter_values, resolve, resource
+from pipeline_cli.twin.template import function_variables, load_template, parameter_values, resolve, resource
 from tests.conftest import lambda_context
 from tests.stack import REGION, create_table_from_template
 
@@ -45,27 +45,44 @@ class ConsumerQueues:
 
 @dataclass
 class FanoutStack:
+    """ImageEventsTopic and every consumer template.yaml subscribes to it, by function logical id."""
+
     clients: AwsClients
     topic_arn: str
-    webhook: ConsumerQueues
-    audit: ConsumerQueues
-    archive_bucket: str
-    idempotency_table: str
-    secret_arn: str
+    consumers: dict[str, ConsumerQueues]  # function logical id -> its queue and DLQ
+    values: dict[str, Any]  # what Ref/GetAtt give for the resources made here, and the parameters
     parameters: dict[str, str] = field(default_factory=dict)
 
+    def queues(self, function: str) -> ConsumerQueues:
+        return self.consumers[function]
+
+    def resource(self, logical_id: str) -> str:
+        return str(self.values[logical_id])
+
+    def env(self, function: str, **overrides: str) -> dict[str, str]:
+        """The function's environment as template.yaml declares it, resolved against this stack."""
+        variables = resolve(function_variables(load_template(), function), self.values)
+        return {name: str(value) for name, value in variables.items()} | overrides
+
+    @property
+    def archive_bucket(self) -> str:
+        return self.resource("ArchiveBucket")
+
+    @property
+    def idempotency_table(self) -> str:
+        return self.resource("IdempotencyTable")
+
+    @property
+    def secret_arn(self) -> str:
+        return self.resource("WebhookSigningSecret")
+
     def webhook_env(self, url: str, **overrides: str) -> dict[str, str]:
-        return {
-            "WEBHOOK_URL": url,
-            "WEBHOOK_SECRET_ARN": self.secret_arn,
-            "WEBHOOK_TIMEOUT_SECONDS": "2",
-            "WEBHOOK_RETRY_BASE_SECONDS": "0",  # retry at once: tests poll without waiting
-            "IDEMPOTENCY_TABLE": self.idempotency_table,
-            **overrides,
-        }
+        # WEBHOOK_RETRY_BASE_SECONDS 0: retry at once, tests poll without waiting
+        test_settings = {"WEBHOOK_URL": url, "WEBHOOK_TIMEOUT_SECONDS": "2", "WEBHOOK_RETRY_BASE_SECONDS": "0"}
+        return self.env("WebhookFunction", **{**test_settings, **overrides})
 
     def audit_env(self, **overrides: str) -> dict[str, str]:
-        return {"ARCHIVE_BUCKET": self.archive_bucket, "IDEMPOTENCY_TABLE": self.idempotency_table, **overrides}
+        return self.env("AuditFunction", **overrides)
 
     def publish(self, event: ImageEvent) -> str:
         from image_pipeline.events import EventPublisher
@@ -122,6 +139,55 @@ def _subscribe(clients: AwsClients, logical_id: str, known: dict[str, Any]) -> N
     )
 
 
+@dataclass(frozen=True)
+class Consumer:
+    """A function behind an SQS queue subscribed to ImageEventsTopic, as the template wires it."""
+
+    function: str
+    queue: str
+    dead_letter_queue: str
+    subscription: str
+
+
+def _logical_id(reference: Any) -> str:
+    """The resource a `!Ref X` or `!GetAtt X.Attr` names."""
+    return str(reference["Ref"] if "Ref" in reference else reference["Fn::GetAtt"][0])
+
+
+def consumers_of(topic: str) -> list[Consumer]:
+    """Every consumer of `topic` in template.yaml: found, not listed, so a new one needs no change here."""
+    resources = load_template()["Resources"]
+    subscriptions = {
+        _logical_id(spec["Properties"]["Endpoint"]): logical_id
+        for logical_id, spec in resources.items()
+        if spec["Type"] == "AWS::SNS::Subscription" and _logical_id(spec["Properties"]["TopicArn"]) == topic
+    }
+    found = []
+    for logical_id, spec in resources.items():
+        for event in spec.get("Properties", {}).get("Events", {}).values():
+            queue = _logical_id(event["Properties"]["Queue"]) if event["Type"] == "SQS" else None
+            if queue in subscriptions:
+                redrive = resources[queue]["Properties"]["RedrivePolicy"]
+                dlq = _logical_id(redrive["deadLetterTargetArn"])
+                found.append(Consumer(logical_id, queue, dlq, subscriptions[queue]))
+    return found
+
+
+def _create_referenced(clients: AwsClients, logical_id: str, known: dict[str, Any]) -> None:
+    """A resource a consumer's environment names, made the way its type needs."""
+    kind = load_template()["Resources"][logical_id]["Type"]
+    name = f"test-{logical_id.lower()}"
+    if kind == "AWS::DynamoDB::Table":
+        known[logical_id] = create_table_from_template(clients, logical_id, name)
+    elif kind == "AWS::S3::Bucket":
+        clients.s3.create_bucket(Bucket=name)
+        known[logical_id] = name
+    elif kind == "AWS::SecretsManager::Secret":
+        known[logical_id] = clients.secretsmanager.create_secret(Name=name, SecretString=WEBHOOK_SECRET)["ARN"]
+    else:
+        raise NotImplementedError(f"{logical_id}: the fan-out fixture does not make {kind} resources yet")
+
+
 def create_fanout_stack(clients: AwsClients, **parameter_overrides: str) -> FanoutStack:
     template = load_template()
     parameters = {
@@ -129,32 +195,31 @@ def create_fanout_stack(clients: AwsClients, **parameter_overrides: str) -> Fano
     } | parameter_overrides
     known: dict[str, Any] = parameter_values(template, parameter_overrides)
     known["ImageEventsTopic"] = clients.sns.create_topic(Name="test-image-events")["TopicArn"]
-    for logical_id in ("WebhookDeadLetterQueue", "WebhookQueue", "AuditDeadLetterQueue", "AuditQueue"):
-        _create_queue(clients, logical_id, known)
-    _subscribe(clients, "WebhookSubscription", known)
-    _subscribe(clients, "AuditSubscription", known)
-    table = create_table_from_template(clients, "IdempotencyTable", "test-idempotency")
-    clients.s3.create_bucket(Bucket="test-archive")
-    secret_arn = clients.secretsmanager.create_secret(Name="test-webhook-secret", SecretString=WEBHOOK_SECRET)["ARN"]
+    consumers = consumers_of("ImageEventsTopic")
+    for consumer in consumers:
+        _create_queue(clients, consumer.dead_letter_queue, known)
+        _create_queue(clients, consumer.queue, known)
+        _subscribe(clients, consumer.subscription, known)
+        variables = template["Resources"][consumer.function]["Properties"].get("Environment", {}).get("Variables", {})
+        for value in variables.values():
+            if isinstance(value, dict) and "Ref" in value and value["Ref"] not in known:
+                _create_referenced(clients, value["Ref"], known)
 
-    def queues(prefix: str) -> ConsumerQueues:
+    def queues(consumer: Consumer) -> ConsumerQueues:
         return ConsumerQueues(
-            url=known[f"{prefix}Queue"],
-            arn=known[f"{prefix}Queue.Arn"],
-            name=known[f"{prefix}Queue.QueueName"],
-            dlq_url=known[f"{prefix}DeadLetterQueue"],
-            dlq_arn=known[f"{prefix}DeadLetterQueue.Arn"],
-            dlq_name=known[f"{prefix}DeadLetterQueue.QueueName"],
+            url=known[consumer.queue],
+            arn=known[f"{consumer.queue}.Arn"],
+            name=known[f"{consumer.queue}.QueueName"],
+            dlq_url=known[consumer.dead_letter_queue],
+            dlq_arn=known[f"{consumer.dead_letter_queue}.Arn"],
+            dlq_name=known[f"{consumer.dead_letter_queue}.QueueName"],
         )
 
     return FanoutStack(
         clients=clients,
         topic_arn=known["ImageEventsTopic"],
-        webhook=queues("Webhook"),
-        audit=queues("Audit"),
-        archive_bucket="test-archive",
-        idempotency_table=table,
-        secret_arn=secret_arn,
+        consumers={consumer.function: queues(consumer) for consumer in consumers},
+        values=known,
         parameters=parameters,
     )
 
@@ -197,7 +262,7 @@ def event_source(fanout: FanoutStack, function: str, handler: Handler, context: 
     """The twin's poller for `function`'s SQS event source, configured as template.yaml declares it
     (BatchSize, FunctionResponseTypes), on the fan-out stack's queue for that function."""
     mapping = next(iter(resource(function)["Properties"]["Events"].values()))["Properties"]
-    queues = fanout.webhook if function == "WebhookFunction" else fanout.audit
+    queues = fanout.queues(function)
     batch_size = resolve(mapping.get("BatchSize", 10), {**fanout.parameters})
     source = QueueEventSource(
         function=function,

@@ -127,10 +127,12 @@ def test_a_message_redelivered_after_its_webhook_succeeded_is_not_posted_again(
     invoke_thumbnail(s3_put_event(stack, fresh_key("redelivered"), make_jpeg(320, 240)))
     sqs = stack.clients.sqs
     webhook = webhook_mapping(fanout, server.url)
-    first = sqs.receive_message(QueueUrl=fanout.webhook.url, VisibilityTimeout=0)["Messages"]
+    first = sqs.receive_message(QueueUrl=fanout.queues("WebhookFunction").url, VisibilityTimeout=0)["Messages"]
     assert webhook.invoke(first).failed == []  # delivered; the message is NOT deleted
 
-    again = sqs.receive_message(QueueUrl=fanout.webhook.url, MessageSystemAttributeNames=["All"])["Messages"]
+    again = sqs.receive_message(QueueUrl=fanout.queues("WebhookFunction").url, MessageSystemAttributeNames=["All"])[
+        "Messages"
+    ]
 
     assert [m["MessageId"] for m in again] == [m["MessageId"] for m in first]
     assert again[0]["Attributes"]["ApproximateReceiveCount"] == "2"

@@ -12,18 +12,20 @@ from image_pipeline.events import event_for_record
 from image_pipeline.record import FailureReason, ImageRecord, ImageStatus, SourceImage, SourceVersion
 from pipeline_cli.__main__ import main as pipeline
 from pipeline_cli.twin.runtime import load_handler
-from pipeline_cli.twin.template import load_template, resource
+from pipeline_cli.twin.template import load_template, resolve, resource
 from pipeline_cli.webhook_receiver import WebhookServer
 from tests.conftest import lambda_context
 from tests.consumers import (
     WEBHOOK_SECRET,
+    consumers_of,
     create_fanout_stack,
     event_source,
     handler_module,
     webhook_mapping,
 )
 
-CONSUMERS = ("Webhook", "Audit")
+# Every consumer of ImageEventsTopic, found in template.yaml: a new one is checked here without edits.
+CONSUMERS = tuple(consumer.function.removesuffix("Function") for consumer in consumers_of("ImageEventsTopic"))
 FOURTEEN_DAYS = 14 * 24 * 3600
 
 
@@ -55,6 +57,10 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookServer]:
 
 def _parameter_max(value: Any) -> int:
     return int(load_template()["Parameters"][value["Ref"]]["MaxValue"]) if isinstance(value, dict) else int(value)
+
+
+def test_the_consumers_are_found_in_the_template() -> None:
+    assert {"Webhook", "Audit"} <= set(CONSUMERS)
 
 
 @pytest.mark.parametrize("consumer", CONSUMERS)
@@ -112,18 +118,22 @@ def test_a_consumer_function_can_reach_only_its_own_queue_and_the_idempotency_ta
 def test_every_dead_letter_queue_and_function_has_an_alarm_on_the_alarm_topic() -> None:
     resources = load_template()["Resources"]
     alarms = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
-    watched = {(alarm["MetricName"], json.dumps(alarm["Dimensions"][0]["Value"], sort_keys=True)) for alarm in alarms}
+    # What each dimension names, however written: a resource's Ref as "X", its QueueName as "X.QueueName".
+    names = {logical_id: logical_id for logical_id in resources} | {
+        f"{logical_id}.QueueName": f"{logical_id}.QueueName" for logical_id in resources
+    }
+    watched = {(alarm["MetricName"], resolve(alarm["Dimensions"][0]["Value"], names)) for alarm in alarms}
     for queue in (
         "WebhookDeadLetterQueue",
         "AuditDeadLetterQueue",
         "ThumbnailFailuresQueue",
         "CleanupScheduleDeadLetterQueue",
     ):
-        assert ("ApproximateNumberOfMessagesVisible", json.dumps({"Fn::GetAtt": [queue, "QueueName"]})) in watched
+        assert ("ApproximateNumberOfMessagesVisible", f"{queue}.QueueName") in watched
     functions = [name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"]
     for function in functions:
         for metric in ("Errors", "Throttles"):
-            assert (metric, json.dumps({"Ref": function})) in watched, f"no {metric} alarm for {function}"
+            assert (metric, function) in watched, f"no {metric} alarm for {function}"
     assert all(alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}] for alarm in alarms)
     assert resources["AlarmTopic"]["Properties"]["KmsMasterKeyId"] == {"Ref": "AlarmTopicKey"}
 
@@ -154,7 +164,7 @@ def test_each_queue_gets_the_raw_event_its_filter_policy_admits(aws: Any) -> Non
             for m in messages["Messages"]
         ]
 
-    webhook, audit = bodies(fanout.webhook.url), bodies(fanout.audit.url)
+    webhook, audit = bodies(fanout.queues("WebhookFunction").url), bodies(fanout.queues("AuditFunction").url)
     assert webhook == [failed.to_message() | {"_type": "ImageFailed"}]
     assert sorted(audit, key=lambda m: m["event_type"]) == [
         failed.to_message() | {"_type": "ImageFailed"},
@@ -173,7 +183,9 @@ def test_one_failing_message_in_a_real_batch_is_the_only_batch_item_failure(aws:
 
     assert len(poll.received) == 3
     [failed_id] = poll.failed
-    remaining = aws.sqs.receive_message(QueueUrl=fanout.webhook.url, MaxNumberOfMessages=10)["Messages"]
+    remaining = aws.sqs.receive_message(QueueUrl=fanout.queues("WebhookFunction").url, MaxNumberOfMessages=10)[
+        "Messages"
+    ]
     assert [(m["MessageId"], json.loads(m["Body"])["event_id"]) for m in remaining] == [(failed_id, events[1].event_id)]
     delivered = {request.event_id for request in server.requests if request.status == 200}
     assert delivered == {events[0].event_id, events[2].event_id}
@@ -192,22 +204,22 @@ def test_a_poison_message_is_dead_lettered_redriven_and_then_delivered_once(
 
     mapping.drain()
 
-    assert fanout.queue_depth(fanout.webhook.url) == 0
-    assert fanout.queue_depth(fanout.webhook.dlq_url) == 1
+    assert fanout.queue_depth(fanout.queues("WebhookFunction").url) == 0
+    assert fanout.queue_depth(fanout.queues("WebhookFunction").dlq_url) == 1
     assert [r.status for r in server.requests if r.event_id == poison.event_id] == [500] * max_receives
     assert len(server.delivered(healthy.event_id)) == 1
 
     # The receiver is back: redrive the DLQ (by name) with the project's CLI.
-    assert pipeline(["redrive", "--dlq", fanout.webhook.dlq_name]) == 0
+    assert pipeline(["redrive", "--dlq", fanout.queues("WebhookFunction").dlq_name]) == 0
     output = capsys.readouterr().out
     assert "moved 1 messages with receive/send/delete" in output
-    assert fanout.queue_depth(fanout.webhook.dlq_url) == 0
+    assert fanout.queue_depth(fanout.queues("WebhookFunction").dlq_url) == 0
 
     mapping.drain()
     fanout.publish(poison)  # and a late duplicate of the same outcome changes nothing
     mapping.drain()
 
-    assert fanout.queue_depth(fanout.webhook.url) == 0
+    assert fanout.queue_depth(fanout.queues("WebhookFunction").url) == 0
     assert len(server.delivered(poison.event_id)) == 1
     assert len(server.delivered(healthy.event_id)) == 1
 
@@ -225,4 +237,4 @@ def test_the_audit_trail_archives_every_event_once_through_the_queue(aws: Any) -
 
     lines = [json.loads(line) for body in fanout.archive_objects().values() for line in body.decode().splitlines()]
     assert sorted(line["event_id"] for line in lines) == sorted(event.event_id for event in events)
-    assert fanout.queue_depth(fanout.audit.url) == 0
+    assert fanout.queue_depth(fanout.queues("AuditFunction").url) == 0

@@ -1,4 +1,4 @@
-"""`pipeline COMMAND ...`: each command lives in its own module with a `main(argv) -> int`."""
+"""`pipeline COMMAND ...`: each command is a module of pipeline_cli.commands with a `main(argv) -> int`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 
 COMMANDS = {
     "demo": ("demo", "run the whole pipeline locally on sample images (embedded moto server)"),
+    "up": ("up", "the local stack on localhost until Ctrl-C: endpoint, env.json, events delivered"),
     "invoke": ("invoke", "docker-free twin of `sam local invoke`, resolved from template.yaml"),
     "redrive": ("redrive", "move messages from a DLQ back to its source queue"),
     "replay": ("replay", "replay the upload events ThumbnailFunction gave up on (ThumbnailFailuresQueue)"),

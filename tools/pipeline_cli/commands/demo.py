@@ -10,6 +10,7 @@ workflow. Prints a summary and writes an HTML contact sheet with each image's ev
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from collections import Counter
 from pathlib import Path
@@ -79,6 +80,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console.print("[red]nothing to upload[/] (--no-samples and no --images)")
         return 2
     args.report.parent.mkdir(parents=True, exist_ok=True)
+    for previous in ("logs", "files"):  # this run's logs and images only, not every run's
+        shutil.rmtree(args.report.parent / previous, ignore_errors=True)
     with WebhookServer(secret="") as receiver:
         if not args.no_faults:
             receiver.fail_event_types.add("ImageFailed")
@@ -127,9 +130,17 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="pipeline demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="pipeline demo",
+        description=__doc__.splitlines()[0],
+        epilog="Images table: 'rendition bytes' is the size of all of an image's renditions together; "
+        "'ms' the thumbnailer's time on it, retries included. Each run replaces the previous run's "
+        "logs/ and files/ next to the report.",
+    )
     parser.add_argument("--images", type=Path, help="also upload every file under this folder")
-    parser.add_argument("--no-samples", action="store_true", help="upload only the --images folder")
+    parser.add_argument(
+        "--no-samples", action="store_true", help="upload only the --images folder, not the generated samples"
+    )
     parser.add_argument(
         "--no-faults", action="store_true", help="keep the webhook receiver healthy (no DLQ, no redrive)"
     )

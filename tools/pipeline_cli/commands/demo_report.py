@@ -102,8 +102,9 @@ def image_rows(
 
 def print_summary(console: Console, rows: list[ImageRow], queues: Iterable[QueueStats], key_prefix: str = "") -> None:
     images = Table(title=f"Images ({key_prefix}...)" if key_prefix else "Images", title_justify="left")
-    for column in ("key", "status", "reason", "size", "renditions", "bytes", "ms"):
-        images.add_column(column, justify="right" if column in ("renditions", "bytes", "ms") else "left")
+    # rendition bytes: all renditions of the image together; ms: the thumbnailer's time, retries included
+    for column in ("key", "status", "reason", "size", "renditions", "rendition bytes", "ms"):
+        images.add_column(column, justify="left" if column in ("key", "status", "reason", "size") else "right")
     for row in rows:
         style = {"SUCCEEDED": "green", "FAILED": "red"}.get(row.status, "yellow")
         size = f"{row.width}x{row.height}" if row.width else ""

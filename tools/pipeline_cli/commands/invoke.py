@@ -37,14 +37,36 @@ class InvokeError(Exception):
     """The function cannot be resolved or configured from the template."""
 
 
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file the user named; InvokeError (one line) when it is missing or not JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InvokeError(f"{what} {path}: {error.strerror}") from None
+    except ValueError as error:
+        raise InvokeError(f"{what} {path} is not JSON: {error}") from None
+
+
 def _env_overrides(env_file: Path | None, logical_id: str) -> dict[str, str]:
     """sam local's env.json: {"Parameters": {...all functions}, "FunctionLogicalId": {...}}."""
     if env_file is None:
         return {}
-    document = json.loads(env_file.read_text(encoding="utf-8"))
+    document = read_json(env_file, "--env-vars")
+    if not isinstance(document, dict):
+        raise InvokeError(f"--env-vars {env_file}: expected an object of function logical ids")
     return {
         name: str(value) for name, value in {**document.get("Parameters", {}), **document.get(logical_id, {})}.items()
     }
+
+
+# What the Lambda runtime takes from the execution role and region, rather than the template.
+_RUNTIME_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+)
 
 
 def _static_environment(
@@ -97,7 +119,9 @@ def _external_stack(endpoint_url: str | None, function: str, args: argparse.Name
         timeout_seconds=int(resolve(properties.get("Timeout", 3), parameters)),
         memory_mb=int(resolve(properties.get("MemorySize", 128), parameters)),
     )
-    with environment({"AWS_ENDPOINT_URL": endpoint_url} if endpoint_url else {}):
+    overrides_for_function = _env_overrides(args.env_vars, function)
+    runtime = {name: value for name, value in overrides_for_function.items() if name in _RUNTIME_VARIABLES}
+    with environment({**runtime, "AWS_ENDPOINT_URL": endpoint_url} if endpoint_url else runtime):
         yield DeployedStack(
             name="external", endpoint=Endpoint(endpoint_url or ""), template=translated, functions={function: spec}
         )
@@ -151,11 +175,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    event = json.loads(args.event.read_text(encoding="utf-8"))
     if args.seed and args.endpoint_url:
         print("pipeline invoke: --seed writes to the embedded server only", file=sys.stderr)
         return 2
     try:
+        event = read_json(args.event, "event file")
         stacks = (
             _external_stack(args.endpoint_url, args.function, args)
             if args.endpoint_url

@@ -54,8 +54,11 @@ def _run(command: list[str], environment: dict[str, str]) -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="pipeline rehearse", description=__doc__.splitlines()[0])
     parser.add_argument("--skip-build", action="store_true", help="package the sources without `sam build`")
+    parser.add_argument("--build-only", action="store_true", help="`sam build` and stop (`make build`)")
     parser.add_argument("--output-dir", type=Path, default=Path("build/rehearsal"))
     args = parser.parse_args(argv)
+    if args.skip_build and args.build_only:
+        parser.error("--skip-build and --build-only exclude each other")
     sam = str(Path(sys.executable).with_name("sam"))
     environment = {**os.environ, "SAM_CLI_TELEMETRY": "0"}
     template = PROJECT_ROOT / "template.yaml"
@@ -64,15 +67,21 @@ def main(argv: list[str]) -> int:
         build_env = build_environment(python)
         if build_env is None:
             print(f"{python} is not installed here: skipping `sam build` (install it, or use --skip-build)")
+            if args.build_only:
+                return 1
         else:
             _run([sam, "build", "--template", str(template)], {**build_env, "SAM_CLI_TELEMETRY": "0"})
             template = BUILD_TEMPLATE
+        if args.build_only:
+            return 0
     args.output_dir.mkdir(parents=True, exist_ok=True)
     packaged = args.output_dir / "packaged.yaml"
     with embedded_moto() as endpoint:
         endpoint.client("s3").create_bucket(Bucket=ARTIFACTS_BUCKET)
         package_command = [sam, "package", "--template-file", str(template), "--s3-bucket", ARTIFACTS_BUCKET]
         package_command += ["--output-template-file", str(packaged), "--region", endpoint.region]
+        # samconfig.toml asks for it too, but sam looks for samconfig.toml next to the template.
+        package_command += ["--language-extensions"]
         _run(package_command, {**environment, **endpoint.environment})
         stack = deploy(endpoint, "image-pipeline-rehearsal", template=load_template(packaged.resolve()))
         print(f"deployed {len(stack.active)} resources ({len(stack.wired)} completed by the local runner):")

@@ -41,6 +41,14 @@ def free_port() -> int:
         return port
 
 
+def ensure_free(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as error:
+            raise OSError(f"port {port} is not free: {error.strerror}") from None
+
+
 @dataclass(frozen=True)
 class Endpoint:
     url: str
@@ -87,8 +95,14 @@ def embedded_moto(port: int | None = None, extra_env: Mapping[str, str] | None =
     # runner reports what it wires instead, so keep the console for the pipeline's own output.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     logging.getLogger("moto").setLevel(logging.ERROR)
+    # moto's Step Functions executor logs every failed execution (NoSuchJsonPathError ...) as an
+    # error; the twin reports executions through DescribeExecution, as AWS does.
+    logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
     warnings.filterwarnings("ignore", message="Tried to parse .* not supported by moto", category=UserWarning)
-    port = port or free_port()
+    if port is None:
+        port = free_port()
+    else:
+        ensure_free(port)  # moto's server thread would wait forever for a port it cannot bind
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = Endpoint(f"http://localhost:{port}")

@@ -76,9 +76,11 @@ def local_pipeline(
     parameter_overrides: Mapping[str, str] | None = None,
     log_dir: Path | None = None,
     stack_name: str = "image-pipeline-local",
+    port: int | None = None,
 ) -> Iterator[LocalPipeline]:
-    """Deploy template.yaml to an embedded moto server and route its events to the real handlers."""
-    with embedded_moto() as endpoint:
+    """Deploy template.yaml to an embedded moto server (on `port`, else a free one) and route its
+    events to the real handlers."""
+    with embedded_moto(port) as endpoint:
         stack = deploy(endpoint, stack_name, parameter_overrides)
         functions = LocalFunctions(stack, log_dir)
         router = EventRouter(stack, functions)
