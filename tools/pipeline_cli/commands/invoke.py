@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
+from pipeline_cli.commands import add_parameter_overrides
 from pipeline_cli.imagefactory import make_jpeg
 from pipeline_cli.project import PROJECT_ROOT
 from pipeline_cli.twin.delivery import EventRouter
@@ -159,14 +160,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("-e", "--event", type=Path, required=True, help="event JSON file (see events/)")
     parser.add_argument("--env-vars", type=Path, help="sam local's env.json: per-function variable overrides")
     parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"), help="use this endpoint")
-    parser.add_argument(
-        "--parameter-overrides",
-        nargs="*",
-        default=[],
-        type=lambda item: tuple(item.split("=", 1)),
-        metavar="Key=Value",
-        help="template parameters",
-    )
+    add_parameter_overrides(parser)
     parser.add_argument(
         "--seed", action="store_true", help="embedded only: upload a generated image for each S3 record first"
     )

@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+from pipeline_cli.commands import add_parameter_overrides
 from pipeline_cli.twin.delivery import EventRouter
 from pipeline_cli.twin.deploy import DeployedStack, Schedule
 from pipeline_cli.twin.server import CREDENTIALS, Endpoint
@@ -106,14 +107,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="pipeline up", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
     parser.add_argument("--out", type=Path, default=Path("build/up"), help="env.json, aws.env, outputs.json, logs/")
-    parser.add_argument(
-        "--parameter-overrides",
-        nargs="*",
-        default=[],
-        type=lambda item: tuple(item.split("=", 1)),
-        metavar="Key=Value",
-        help="template parameters",
-    )
+    add_parameter_overrides(parser)
     return parser.parse_args(argv)
 
 
