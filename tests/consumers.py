@@ -20,7 +20,7 @@ from typing import Any
 from image_pipeline.clients import AwsClients
 from image_pipeline.events import ImageEvent
 from pipeline_cli.twin.delivery import SqsPoller
-from pipeline_cli.twin.deploy import QueueEventSource
+from pipeline_cli.twin.deploy import QueueEventSource, subscribe
 from pipeline_cli.twin.runtime import Invocation, LambdaContext, load_handler, run_handler
 from pipeline_cli.twin.template import function_variables, load_template, parameter_values, resolve, resource
 from tests.conftest import lambda_context
@@ -125,20 +125,6 @@ def _create_queue(clients: AwsClients, logical_id: str, known: dict[str, Any]) -
     known[f"{logical_id}.QueueName"] = f"test-{logical_id}"
 
 
-def _subscribe(clients: AwsClients, logical_id: str, known: dict[str, Any]) -> None:
-    properties = resolve(resource(logical_id)["Properties"], known)
-    attributes = {"RawMessageDelivery": str(properties.get("RawMessageDelivery", False)).lower()}
-    if "FilterPolicy" in properties:
-        attributes["FilterPolicy"] = json.dumps(properties["FilterPolicy"])
-        attributes["FilterPolicyScope"] = properties.get("FilterPolicyScope", "MessageAttributes")
-    clients.sns.subscribe(
-        TopicArn=properties["TopicArn"],
-        Protocol=properties["Protocol"],
-        Endpoint=properties["Endpoint"],
-        Attributes=attributes,
-    )
-
-
 @dataclass(frozen=True)
 class Consumer:
     """A function behind an SQS queue subscribed to ImageEventsTopic, as the template wires it."""
@@ -199,7 +185,7 @@ def create_fanout_stack(clients: AwsClients, **parameter_overrides: str) -> Fano
     for consumer in consumers:
         _create_queue(clients, consumer.dead_letter_queue, known)
         _create_queue(clients, consumer.queue, known)
-        _subscribe(clients, consumer.subscription, known)
+        subscribe(clients.sns, resolve(resource(consumer.subscription)["Properties"], known))
         variables = template["Resources"][consumer.function]["Properties"].get("Environment", {}).get("Variables", {})
         for value in variables.values():
             if isinstance(value, dict) and "Ref" in value and value["Ref"] not in known:

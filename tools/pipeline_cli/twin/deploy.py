@@ -196,6 +196,25 @@ def _notification_configuration(configuration: Mapping[str, Any]) -> dict[str, A
     return api
 
 
+def subscribe(sns: Any, properties: Mapping[str, Any]) -> str:
+    """SNS Subscribe for an AWS::SNS::Subscription's (resolved) properties; the subscription's ARN."""
+    attributes = {
+        name: (json.dumps(value) if isinstance(value, dict) else str(value).lower())
+        for name, value in properties.items()
+        if name in ("RawMessageDelivery", "FilterPolicy", "RedrivePolicy")
+    }
+    if "FilterPolicyScope" in properties:
+        attributes["FilterPolicyScope"] = properties["FilterPolicyScope"]
+    arn: str = sns.subscribe(
+        TopicArn=properties["TopicArn"],
+        Protocol=properties["Protocol"],
+        Endpoint=properties["Endpoint"],
+        Attributes=attributes,
+        ReturnSubscriptionArn=True,
+    )["SubscriptionArn"]
+    return arn
+
+
 class _Wiring:
     """Applies, per resource type, what moto's CloudFormation did not."""
 
@@ -255,21 +274,7 @@ class _Wiring:
         )
 
     def subscription(self, logical_id: str, properties: dict[str, Any]) -> None:
-        attributes = {
-            name: (json.dumps(value) if isinstance(value, dict) else str(value).lower())
-            for name, value in properties.items()
-            if name in ("RawMessageDelivery", "FilterPolicy", "RedrivePolicy")
-        }
-        if "FilterPolicyScope" in properties:
-            attributes["FilterPolicyScope"] = properties["FilterPolicyScope"]
-        arn = self.endpoint.client("sns").subscribe(
-            TopicArn=properties["TopicArn"],
-            Protocol=properties["Protocol"],
-            Endpoint=properties["Endpoint"],
-            Attributes=attributes,
-            ReturnSubscriptionArn=True,
-        )["SubscriptionArn"]
-        self.register(logical_id, arn, "subscribed")
+        self.register(logical_id, subscribe(self.endpoint.client("sns"), properties), "subscribed")
 
     def alarm(self, logical_id: str, properties: dict[str, Any]) -> None:
         name = properties.pop("AlarmName", None) or self.physical_name(logical_id)
