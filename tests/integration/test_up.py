@@ -18,6 +18,8 @@ from typing import Any
 import boto3
 import pytest
 
+from image_pipeline.record import ImageStatus
+from image_pipeline.repository import ImagesRepository
 from pipeline_cli.commands.up import DEFAULT_PORT
 from pipeline_cli.imagefactory import make_jpeg
 from pipeline_cli.project import PROJECT_ROOT
@@ -31,7 +33,8 @@ def documented_endpoint_examples() -> list[list[str]]:
     """Every `pipeline invoke ... --endpoint-url` command README.md and docs/ show."""
     pages = [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
     lines = [line for page in pages for line in page.read_text(encoding="utf-8").splitlines()]
-    return [shlex.split(line) for line in lines if "pipeline invoke" in line and "--endpoint-url" in line]
+    commands = [line for line in lines if line.startswith(".venv/bin/pipeline invoke") and "--endpoint-url" in line]
+    return [shlex.split(line) for line in commands]
 
 
 @pytest.fixture(scope="module")
@@ -96,16 +99,15 @@ def test_a_boto3_upload_is_processed_while_it_runs(stack_up: dict[str, Any]) -> 
     session.client("s3", endpoint_url=url).put_object(
         Bucket=outputs["IngestBucketName"], Key="uploads/script/photo.jpg", Body=make_jpeg(1200, 900)
     )
-    table = session.client("dynamodb", endpoint_url=url)
+    images = ImagesRepository(session.client("dynamodb", endpoint_url=url), outputs["ImagesTableName"])
     status = None
     for _ in range(150):
-        items = table.scan(TableName=outputs["ImagesTableName"])["Items"]
-        found = [item for item in items if item["key"]["S"] == "uploads/script/photo.jpg"]
-        status = found[0]["status"]["S"] if found else None
-        if status == "SUCCEEDED":
+        found = [record for record in images.scan() if record.key == "uploads/script/photo.jpg"]
+        status = found[0].status if found else None
+        if status == ImageStatus.SUCCEEDED:
             break
         time.sleep(0.2)
-    assert status == "SUCCEEDED"
+    assert status == ImageStatus.SUCCEEDED
     renditions = session.client("s3", endpoint_url=url).list_objects_v2(Bucket=outputs["RenditionsBucketName"])
     assert len(renditions.get("Contents", [])) >= 3
 
