@@ -32,9 +32,9 @@ from pipeline_cli.webhook_receiver import HANG, WebhookServer
 from tests.conftest import lambda_context
 from tests.consumers import (
     WEBHOOK_SECRET,
-    EventSourceMapping,
     FanoutStack,
     create_fanout_stack,
+    event_source,
     events_from_sample,
     handler_module,
     lambda_sqs_record,
@@ -346,25 +346,29 @@ def ride_out_outage(
     sqs.meta.events.register("provide-client-params.sqs.ChangeMessageVisibility", record_delay)
     fanout.publish(event_for_record(item("outage")))
     now, receives = 0.0, 0
-    mapping = EventSourceMapping(fanout.clients, fanout.webhook, handler, lambda_context("WebhookFunction"))
+    mapping = event_source(fanout, "WebhookFunction", handler, lambda_context("WebhookFunction"))
+    queue = fanout.queues("WebhookFunction")
     while True:
         server.fail_event_types = {"ImageProcessed"} if now < outage_seconds else set()
         messages = sqs.receive_message(
-            QueueUrl=fanout.webhook.url, MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"]
+            QueueUrl=fanout.queues("WebhookFunction").url,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
         ).get("Messages", [])
         if not messages:
-            return OutageRun(None, receives, fanout.queue_depth(fanout.webhook.dlq_url) == 1)
+            return OutageRun(None, receives, fanout.queue_depth(queue.dlq_url) == 1)
         receives += 1
-        try:
-            failed = mapping.invoke(messages)
-        except BatchProcessingError:  # a batch of one that failed: the invocation fails
-            failed = [messages[0]["MessageId"]]
+        failed = mapping.invoke(messages).failed  # a batch of one that failed fails the invocation: all of it
         if not failed:
-            sqs.delete_message(QueueUrl=fanout.webhook.url, ReceiptHandle=messages[0]["ReceiptHandle"])
+            sqs.delete_message(
+                QueueUrl=fanout.queues("WebhookFunction").url, ReceiptHandle=messages[0]["ReceiptHandle"]
+            )
             return OutageRun(now, receives, False)
         now += delays[-1]  # the wait SQS would impose...
         sqs.change_message_visibility(  # ...fast-forwarded
-            QueueUrl=fanout.webhook.url, ReceiptHandle=messages[0]["ReceiptHandle"], VisibilityTimeout=0
+            QueueUrl=fanout.queues("WebhookFunction").url,
+            ReceiptHandle=messages[0]["ReceiptHandle"],
+            VisibilityTimeout=0,
         )
 
 
