@@ -76,6 +76,8 @@ _TRANSPOSE: Final = {
 }
 _SWAPS_AXES: Final = frozenset({5, 6, 7, 8})
 _TRUNCATION_HINTS: Final = ("truncated", "broken data stream", "premature end", "unexpected end")
+# How Pillow says "valid, but not a variant I decode" (JPEG: "cannot handle 12-bit layers").
+_UNSUPPORTED_HINTS: Final = ("unsupported", "not supported", "cannot handle", "unknown pixel mode", "not configured")
 # What Pillow and its codecs raise on bytes they cannot decode or encode (never a bug of ours to retry).
 _CONTENT_ERRORS: Final = (
     OSError,
@@ -204,8 +206,6 @@ def _too_many_pixels(error: Exception, max_pixels: int) -> ImageRejected:
 
 def _decode_failure(image: Image.Image, error: Exception) -> ImageRejected:
     message = str(error) or type(error).__name__
-    if image.format == "JPEG" and "precision" in message.lower():
-        return ImageRejected(RejectReason.UNSUPPORTED_FORMAT, f"unsupported JPEG sample precision: {message}")
     return ImageRejected(_failure_reason(message), f"cannot decode the {image.format} image: {message}")
 
 
@@ -223,8 +223,6 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         raise _unidentified(data) from error
     except _CONTENT_ERRORS as error:
         message = str(error) or type(error).__name__
-        if "precision" in message.lower():
-            raise ImageRejected(RejectReason.UNSUPPORTED_FORMAT, f"unsupported sample precision: {message}") from error
         raise ImageRejected(_failure_reason(message), f"unreadable image header: {message}") from error
     pixels = image.width * image.height
     if pixels > max_pixels:
@@ -239,8 +237,13 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
 def _unidentified(data: bytes) -> ImageRejected:
     recognised = _recognised_format(data)
     if recognised in SUPPORTED_FORMATS or recognised == "MPO":
-        # Our format's magic number, but its plugin could not parse the header.
-        return ImageRejected(RejectReason.CORRUPT, f"the {recognised} header is damaged or cut short")
+        # Our format's magic number, but its plugin refused the header: ask it why.
+        complaint = _header_complaint(recognised, data)
+        reason = _failure_reason(complaint) if complaint else RejectReason.CORRUPT
+        if reason is RejectReason.UNSUPPORTED_FORMAT:
+            what = "sample precision" if re.search(r"\d+-bit", complaint or "") else "variant"
+            return ImageRejected(reason, f"unsupported {recognised} {what}: {complaint}")
+        return ImageRejected(reason, f"the {recognised} header is damaged or cut short: {complaint or 'unreadable'}")
     if recognised:
         return ImageRejected(
             RejectReason.UNSUPPORTED_FORMAT,
@@ -251,6 +254,16 @@ def _unidentified(data: bytes) -> ImageRejected:
         RejectReason.NOT_AN_IMAGE,
         f"the bytes match the signature of no image format we know (supported: {', '.join(sorted(SUPPORTED_FORMATS))})",
     )
+
+
+def _header_complaint(name: str, data: bytes) -> str | None:
+    """What the format's own plugin says about the header (Image.open keeps it to itself)."""
+    factory, _ = Image.OPEN["JPEG" if name == "MPO" else name]
+    try:
+        factory(io.BytesIO(data), "").close()
+    except Exception as error:  # any refusal is the answer we are after
+        return str(error) or type(error).__name__
+    return None
 
 
 def _is_heif(data: bytes) -> bool:
@@ -268,9 +281,10 @@ def _register_heif() -> None:
 
 def _failure_reason(message: str) -> RejectReason:
     """Pillow reports decoder failures with a mix of exception types; classify by what they say."""
-    return (
-        RejectReason.TRUNCATED if any(hint in message.lower() for hint in _TRUNCATION_HINTS) else RejectReason.CORRUPT
-    )
+    lowered = message.lower()
+    if any(hint in lowered for hint in _UNSUPPORTED_HINTS):
+        return RejectReason.UNSUPPORTED_FORMAT  # a variant of a format we take (12-bit JPEG, BMP with PNG inside)
+    return RejectReason.TRUNCATED if any(hint in lowered for hint in _TRUNCATION_HINTS) else RejectReason.CORRUPT
 
 
 def _recognised_format(data: bytes) -> str | None:
