@@ -10,7 +10,7 @@ SECURITY_STAMP := $(SECURITY_VENV)/.installed-stamp
 export SAM_CLI_TELEMETRY ?= 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv test lint typecheck template-lint unit integration demo bench tune deploy-rehearsal lock lock-security security clean
+.PHONY: help venv test lint typecheck template-lint unit integration demo bench conformance tune deploy-rehearsal lock lock-security security clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ demo: $(STAMP)  ## run the whole pipeline locally on sample images (embedded mot
 
 bench: $(STAMP)  ## thumbnailer vs naive Pillow vs decode floor, side by side
 	$(BIN)/pipeline bench $(ARGS)
+
+conformance: $(STAMP)  ## ~1,100 real-world images (Pillow's and pi-heif's test files, cached) vs a reference; HTML sheet
+	$(BIN)/pipeline conformance $(ARGS)
 
 tune: $(STAMP)  ## memory/cost tuning report for ThumbnailFunction
 	$(BIN)/pipeline tune $(ARGS)

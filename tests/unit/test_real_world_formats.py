@@ -160,7 +160,7 @@ def test_a_png_whose_pixels_do_not_decode_fails_even_when_exif_is_looked_up() ->
 
 @pytest.mark.parametrize(
     ("mode", "key", "drawn"),
-    [("RGB", (0, 255, 0), (200, 30, 30)), ("L", 77, 20), ("1", 1, 0)],
+    [("RGB", (0, 255, 0), (200, 30, 30)), ("L", 77, 20), ("1", 0, 1)],
 )
 def test_a_trns_colour_key_is_transparent_and_flattened_on_white(mode: str, key: object, drawn: object) -> None:
     image = Image.new(mode, (200, 100), key)  # type: ignore[arg-type]
@@ -168,7 +168,8 @@ def test_a_trns_colour_key_is_transparent_and_flattened_on_white(mode: str, key:
     png = encode(image, "PNG", transparency=key)
     out = rendition(png).convert("RGB")
     assert close(out.getpixel((150, 50)), (255, 255, 255), tolerance=3), out.getpixel((150, 50))
-    assert not close(out.getpixel((50, 50)), (255, 255, 255), tolerance=40)
+    if mode != "1":  # 1-bit: the drawn half is white too (black is the key)
+        assert not close(out.getpixel((50, 50)), (255, 255, 255), tolerance=40)
 
 
 def test_a_16_bit_grey_key_is_matched_on_its_16_bit_value() -> None:
