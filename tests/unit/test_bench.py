@@ -18,6 +18,7 @@ from pipeline_cli.bench import (
     handler_environment,
     main,
     naive_images,
+    output_formats,
     project_spec,
     psnr,
     verdicts,
@@ -39,6 +40,13 @@ def test_the_corpus_covers_what_issue_6_names() -> None:
     names = {case.name for case in CORPUS}
     assert {"jpeg-1mp", "jpeg-12mp", "jpeg-24mp", "jpeg-48mp", "jpeg-12mp-progressive", "jpeg-12mp-exif6"} <= names
     assert {"jpeg-cmyk-12mp", "png-rgba-3mp", "webp-6mp", "gif-animated", "tiff-16bit-3mp"} <= names
+    assert {"heic-12mp", "avif-12mp"} <= names
+
+
+def test_each_rendition_format_is_timed_and_weighed() -> None:
+    formats = output_formats(make_jpeg(800, 600), RenditionSpec(sizes=(512, 128)), repeats=1)
+    assert sorted(formats) == ["AVIF", "JPEG", "WEBP"]
+    assert all(figures["median_ms"] > 0 and figures["bytes"] > 1000 for figures in formats.values())
 
 
 def test_the_corpus_is_generated_once_and_unknown_names_are_refused(tmp_path: Path) -> None:

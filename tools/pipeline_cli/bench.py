@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from PIL import Image, ImageOps
 
 from image_pipeline.config import ThumbnailSettings
 from image_pipeline.imaging import RenditionSpec, fit_within, make_renditions, resample
-from pipeline_cli.imagefactory import encode, make_animated_gif, make_jpeg, make_png, scene
+from pipeline_cli.imagefactory import encode, make_animated_gif, make_heic, make_jpeg, make_png, scene
 from pipeline_cli.lambda_runtime import PROJECT_ROOT, load_handler
 
 THUMBNAIL_FUNCTION = "ThumbnailFunction"
@@ -166,7 +166,11 @@ CORPUS = (
         False,
     ),
     Case("tiff-16bit-3mp", lambda: _tiff_16bit(2000, 1500), False),
+    # What phones upload: HEVC in HEIF (iPhone, stored sideways) and AV1 in AVIF; neither decodes at a reduced scale.
+    Case("heic-12mp", lambda: make_heic(4032, 3024, orientation=6, displayed=photo(4032, 3024), quality=90), True),
+    Case("avif-12mp", lambda: encode(photo(4000, 3000), "AVIF", quality=90), True),
 )
+OUTPUT_FORMATS = ("JPEG", "WEBP", "AVIF")  # RenditionFormat's choices, timed and weighed on the baseline
 QUICK = ("jpeg-1mp", BASELINE)
 
 
@@ -191,13 +195,26 @@ def corpus(directory: Path, names: tuple[str, ...]) -> dict[str, Path]:
 # -- the variants ---------------------------------------------------------------------------------
 
 
+@cache
+def _heif_opener() -> None:
+    from pi_heif import register_heif_opener
+
+    register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+
+
+def open_any(data: bytes) -> Image.Image:
+    """Image.open for the baselines, HEIF included (the thumbnailer registers it only on demand)."""
+    _heif_opener()
+    return Image.open(io.BytesIO(data))
+
+
 def _largest_first(spec: RenditionSpec) -> list[int]:
     return sorted(set(spec.sizes), reverse=True)
 
 
 def naive_images(data: bytes, spec: RenditionSpec) -> list[Image.Image]:
     """What most samples do: transpose the full image, then resize it once per size."""
-    with Image.open(io.BytesIO(data)) as opened:
+    with open_any(data) as opened:
         full = (ImageOps.exif_transpose(opened) or opened).convert("RGB")
     return [
         full.resize(fit_within(full.width, full.height, size), Image.Resampling.LANCZOS)
@@ -215,7 +232,7 @@ def run_naive(data: bytes, spec: RenditionSpec) -> list[bytes]:
 
 def run_floor(data: bytes, spec: RenditionSpec) -> None:
     """Only the decode the largest rendition needs: no resize, no encode."""
-    with Image.open(io.BytesIO(data)) as opened:
+    with open_any(data) as opened:
         if opened.format == "JPEG":
             swapped = opened.getexif().get(0x0112, 1) in (5, 6, 7, 8)
             width, height = (opened.height, opened.width) if swapped else opened.size
@@ -250,7 +267,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 def reference(data: bytes, sizes: list[tuple[int, int]]) -> list[Image.Image]:
     """Full decode, oriented, flattened, one LANCZOS resize straight to each rendition's size."""
-    with Image.open(io.BytesIO(data)) as opened:
+    with open_any(data) as opened:
         full = _to_rgb(ImageOps.exif_transpose(opened) or opened)
     return [full.resize(size, Image.Resampling.LANCZOS) for size in sizes]
 
@@ -435,7 +452,7 @@ def measure(paths: dict[str, Path], spec: RenditionSpec, repeats: int, lambda_py
     cases = {case.name: case for case in CORPUS}
     for name, path in paths.items():
         data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as probe:
+        with open_any(data) as probe:
             pixels = probe.width * probe.height
         result = InputResult(name, len(data), pixels, cases[name].photographic)
         result.median_ms = time_variants(data, spec, repeats)
@@ -445,6 +462,44 @@ def measure(paths: dict[str, Path], spec: RenditionSpec, repeats: int, lambda_py
         results.append(result)
         print(f"  measured {name}", file=sys.stderr, flush=True)
     return results
+
+
+def output_formats(data: bytes, spec: RenditionSpec, repeats: int) -> dict[str, dict[str, float]]:
+    """RenditionFormat's choices on one input: median ms of make_renditions, and the bytes stored."""
+    measured = {}
+    for fmt in OUTPUT_FORMATS:
+        chosen = replace(spec, format=fmt)
+        rendered = make_renditions(data, chosen)  # warm
+        samples = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            rendered = make_renditions(data, chosen)
+            samples.append((time.perf_counter() - started) * 1000)
+        measured[fmt] = {
+            "median_ms": statistics.median(samples),
+            "bytes": sum(len(rendition.body) for rendition in rendered.renditions),
+        }
+    return measured
+
+
+def print_output_formats(formats: dict[str, dict[str, float]], spec: RenditionSpec) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=190) if not sys.stdout.isatty() else Console()
+    table = Table(title=f"RenditionFormat on {BASELINE}: sizes {spec.sizes} q{spec.quality}; medians")
+    for column in ("format", "ms", "bytes (all sizes)", "ms vs JPEG", "bytes vs JPEG"):
+        table.add_column(column, justify="left" if column == "format" else "right")
+    jpeg = formats["JPEG"]
+    for fmt, figures in formats.items():
+        table.add_row(
+            fmt,
+            f"{figures['median_ms']:.1f}",
+            f"{figures['bytes']:,.0f}",
+            f"{figures['median_ms'] / jpeg['median_ms']:.1f}x",
+            f"{figures['bytes'] / jpeg['bytes']:.2f}x",
+        )
+    console.print(table)
 
 
 # -- reporting ------------------------------------------------------------------------------------
@@ -596,6 +651,9 @@ def main(argv: list[str]) -> int:
     }
     checks = verdicts(results, cold["tracing off"]["total_ms"])
     print_report(results, checks, cold, spec)
+    formats = output_formats(paths[BASELINE].read_bytes(), spec, repeats) if BASELINE in paths else {}
+    if formats:
+        print_output_formats(formats, spec)
     document = {
         "spec": asdict(spec),
         "handler_environment": handler_environment(),
@@ -603,6 +661,7 @@ def main(argv: list[str]) -> int:
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "cold_start_python": _relative(python)},
         "inputs": [{**asdict(r), "speedup_vs_naive": r.speedup_vs_naive, "x_floor": r.x_floor} for r in results],
         "cold_start": cold,
+        "output_formats": formats,
         "targets": {
             name: {"comparison": TARGETS[name][0], "target": TARGETS[name][1], **check}
             for name, check in checks.items()
