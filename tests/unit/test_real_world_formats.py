@@ -94,19 +94,24 @@ def test_heic_pixel_limit_holds_before_decoding() -> None:
     assert "1000000" in failure.detail
 
 
-def test_the_heif_plugin_is_imported_only_for_heif_bytes() -> None:
+def test_the_heif_and_avif_plugins_are_imported_only_for_their_bytes() -> None:
     code = (
         "import sys\n"
         "from image_pipeline.imaging import RenditionSpec, make_renditions\n"
         "from pipeline_cli.imagefactory import make_jpeg\n"
+        "loaded = lambda: ('PIL.AvifImagePlugin' in sys.modules, 'pi_heif' in sys.modules)\n"
         "make_renditions(make_jpeg(64, 48), RenditionSpec(sizes=(32,)))\n"
-        "print('pi_heif' in sys.modules)\n"
+        "print(*loaded())\n"
         "make_renditions(open(sys.argv[1], 'rb').read(), RenditionSpec(sizes=(32,)))\n"
-        "print('pi_heif' in sys.modules)\n"
+        "print(*loaded())\n"
+        "make_renditions(open(sys.argv[2], 'rb').read(), RenditionSpec(sizes=(32,)))\n"
+        "print(*loaded())\n"
     )
+    avif = REALWORLD / "pillow" / "avif" / "rot0mir0.avif"
     heic = REALWORLD / "pi-heif" / "heif" / "RGBA_10__29x100.heif"
-    done = subprocess.run([sys.executable, "-c", code, str(heic)], capture_output=True, text=True, check=True)
-    assert done.stdout.split() == ["False", "True"]
+    command = [sys.executable, "-c", code, str(avif), str(heic)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False", "True", "False", "True", "True"]
 
 
 @pytest.mark.parametrize("orientation", [3, 6, 8])

@@ -629,6 +629,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="pipeline bench", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, help="timed runs per variant and input (default 7; --quick: 2)")
     parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}: a smoke run")
+    parser.add_argument("--only", nargs="+", metavar="INPUT", help="only these inputs, e.g. heic-12mp")
     parser.add_argument("--out", type=Path, default=Path("build/bench"), help="bench.json and bench.png go here")
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="generated inputs, reused across runs")
     parser.add_argument("--worker", nargs=3, metavar=("VARIANT", "FILE", "JSON"), help=argparse.SUPPRESS)
@@ -636,7 +637,7 @@ def main(argv: list[str]) -> int:
     if args.worker:
         _worker(*args.worker)
         return 0
-    names = QUICK if args.quick else tuple(case.name for case in CORPUS)
+    names = tuple(args.only) if args.only else QUICK if args.quick else tuple(case.name for case in CORPUS)
     repeats = args.repeats or (2 if args.quick else 7)
     spec = project_spec()
     paths = corpus(args.corpus, names)

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from PIL import (  # noqa: F401  # importing a plugin registers it: only the formats we open
-    AvifImagePlugin,
     BmpImagePlugin,
     GifImagePlugin,
     Image,
@@ -51,8 +50,9 @@ if TYPE_CHECKING:
     from PIL import ImageCms
 
 SUPPORTED_FORMATS: Final = frozenset({"JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "AVIF", "HEIF"})
-# The JPEG opener also yields MPO (phone photos); HEIF joins only for bytes that say HEIF.
-_OPENABLE_FORMATS: Final = tuple(sorted(SUPPORTED_FORMATS - {"HEIF"}))
+# The JPEG opener also yields MPO (phone photos). AVIF and HEIF (ISO BMFF files) join only for
+# bytes that start with an ftyp box: their plugins and codecs load on first use, not at cold start.
+_OPENABLE_FORMATS: Final = tuple(sorted(SUPPORTED_FORMATS - {"AVIF", "HEIF"}))
 CONTENT_TYPES: Final = {"JPEG": "image/jpeg", "WEBP": "image/webp", "AVIF": "image/avif"}
 EXTENSIONS: Final = {"JPEG": "jpg", "WEBP": "webp", "AVIF": "avif"}
 # ISO BMFF major brands of HEVC-coded HEIF (iPhone: heic) and the generic image/sequence brands,
@@ -143,8 +143,12 @@ def fit_within(width: int, height: int, box: int) -> tuple[int, int]:
 
 
 def make_renditions(data: bytes, spec: RenditionSpec) -> RenditionResult:
-    resampled = resample(data, spec)
-    # Sizes the source is smaller than share one image (the cascade stops resizing): encode it once.
+    return encode_renditions(resample(data, spec), spec)
+
+
+def encode_renditions(resampled: Resampled, spec: RenditionSpec) -> RenditionResult:
+    """Encode resampled pixels; sizes the source is smaller than share one image (the cascade
+    stops resizing) and are encoded once."""
     bodies: dict[int, bytes] = {}
     renditions = []
     for size, image in resampled.images:
@@ -212,9 +216,13 @@ def _decode_failure(image: Image.Image, error: Exception) -> ImageRejected:
 def _open(data: bytes, max_pixels: int) -> Image.Image:
     """Parse the header only, refusing formats we do not handle and oversized images."""
     formats = _OPENABLE_FORMATS
-    if _is_heif(data):
-        _register_heif()
-        formats = (*formats, "HEIF")
+    if data[4:8] == b"ftyp":
+        from PIL import AvifImagePlugin  # noqa: F401  # registers AVIF, first: it passes on what is not AV1
+
+        formats = (*formats, "AVIF")
+        if _is_heif(data):
+            _register_heif()
+            formats = (*formats, "HEIF")
     try:
         image = Image.open(io.BytesIO(data), formats=formats)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
