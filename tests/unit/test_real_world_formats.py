@@ -309,7 +309,7 @@ def test_max_pixels_above_pillows_own_threshold_is_honoured() -> None:
     assert "178956970" not in refused.detail
 
 
-def test_a_gif_frame_larger_than_the_limit_reports_the_limit() -> None:
+def test_a_limit_below_pillows_default_is_reported_as_configured() -> None:
     first = Image.new("P", (100, 100))
     gif = encode(first, "GIF", save_all=True, append_images=[Image.new("P", (100, 100), 3)])
     failure = rejection(gif, RenditionSpec(sizes=(64,), max_pixels=5_000))

@@ -166,26 +166,27 @@ def resample(data: bytes, spec: RenditionSpec) -> Resampled:
         raise ValueError(f"unsupported rendition format {spec.format!r}")
     if not data:
         raise ImageRejected(RejectReason.EMPTY, "the object has zero bytes")
-    with _pixel_limit(spec.max_pixels):
+    with _pixel_limit(None):  # _open checks the header itself, and its message says WxH
         image = _open(data, spec.max_pixels)
-        try:
+    try:
+        with _pixel_limit(spec.max_pixels):
             orientation = _orientation(image)
             source = _source_info(image, orientation)
             images, icc_profile = _render(image, source, spec)
-        except ImageRejected:
-            raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-            raise _too_many_pixels(error, spec.max_pixels) from error
-        except _CONTENT_ERRORS as error:
-            raise _decode_failure(image, error) from error
-        finally:
-            image.close()
+    except ImageRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise _too_many_pixels(error, spec.max_pixels) from error
+    except _CONTENT_ERRORS as error:
+        raise _decode_failure(image, error) from error
+    finally:
+        image.close()
     return Resampled(source, images, icc_profile)
 
 
 @contextmanager
-def _pixel_limit(max_pixels: int) -> Iterator[None]:
-    """Pillow's own bomb check at the configured limit, as a hard error.
+def _pixel_limit(max_pixels: int | None) -> Iterator[None]:
+    """Pillow's own bomb check at the configured limit (None: off), as a hard error.
 
     Pillow checks the header on open and again while GIF frames, MPO pictures and TIFF tiles
     load, against MAX_IMAGE_PIXELS (~89.5 MP by default), which would cap a larger MaxPixels.
