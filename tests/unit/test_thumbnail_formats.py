@@ -1,5 +1,5 @@
-"""ThumbnailFunction on what phones upload and on what AVIF output needs: HEIC events, one object
-for byte-identical renditions, animation frames in the item, encoder refusals as FAILED."""
+"""ThumbnailFunction on what phones upload: HEIC events, one object for byte-identical
+renditions, animation frames in the item, encoder refusals as FAILED."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from PIL import Image
 
 from image_pipeline.keys import image_id_for
 from pipeline_cli.imagefactory import MARK, make_animated_gif, make_heic, make_jpeg
-from pipeline_cli.lambda_runtime import load_handler
-from tests.conftest import lambda_context, load_event
+from tests.conftest import load_event
 from tests.s3events import s3_event_for, s3_put_event
 from tests.stack import TestStack
 
@@ -67,19 +66,6 @@ def test_an_animation_is_recorded_with_its_frame_count(stack: TestStack, invoke:
     item = stack.item(image_id_for(stack.ingest_bucket, key))
     assert item is not None
     assert (item["status"], item["frames"]) == ("SUCCEEDED", 3)
-
-
-def test_avif_renditions_when_configured(stack: TestStack) -> None:
-    handler = load_handler("functions/thumbnail", "app.lambda_handler", stack.thumbnail_env(RENDITION_FORMAT="AVIF"))
-    key = "uploads/photo.jpg"
-    handler(s3_put_event(stack, key, make_jpeg(1600, 1200)), lambda_context())
-
-    item = stack.item(image_id_for(stack.ingest_bucket, key))
-    assert item is not None
-    assert all(r["content_type"] == "image/avif" and r["key"].endswith(".avif") for r in item["renditions"])
-    body = stack.clients.s3.get_object(Bucket=stack.renditions_bucket, Key=item["renditions"][0]["key"])["Body"]
-    with Image.open(body) as image:
-        assert (image.format, image.size) == ("AVIF", (1024, 768))
 
 
 def test_an_encoder_refusal_ends_failed_not_processing(
