@@ -45,7 +45,7 @@ class ImageRow:
         if self.status != "SUCCEEDED" or self.frames <= 1:
             return ""
         if self.format == "HEIF":
-            return f"the primary image of {self.frames} (sequence or burst)"
+            return f"primary image of {self.frames} (sequence or burst)"
         return f"first frame of an animation of {self.frames}"
 
 
