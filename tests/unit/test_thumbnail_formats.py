@@ -85,3 +85,13 @@ def test_an_encoder_refusal_ends_failed_not_processing(
     assert (item["status"], item["error"]["reason"]) == ("FAILED", "unencodable")
     assert [event["event_type"] for event in stack.published_events()] == ["ImageFailed"]
     assert stack.rendition_keys() == []
+
+
+def test_the_report_says_what_frame_the_renditions_show() -> None:
+    from pipeline_cli.local.report import ImageRow
+
+    assert ImageRow("a.gif", "SUCCEEDED", format="GIF", frames=3).frames_note == "first frame of an animation of 3"
+    burst = ImageRow("b.heic", "SUCCEEDED", format="HEIF", frames=2)
+    assert burst.frames_note == "primary image of 2 (sequence or burst)"
+    assert ImageRow("c.jpg", "SUCCEEDED", format="JPEG").frames_note == ""
+    assert ImageRow("d.gif", "FAILED", format="GIF", frames=3).frames_note == ""
