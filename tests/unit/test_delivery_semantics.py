@@ -187,7 +187,8 @@ def test_object_removed_is_ignored_and_the_cleanup_removes_what_the_deleted_obje
 
     report = cleanup_for(stack, at=datetime.now(UTC) + LATER).run()
 
-    assert (report.originals_gone, report.renditions_deleted) == (1, 3)
+    # 320x240 is smaller than 1024 and 512: those two sizes share one object, 128 has its own
+    assert (report.originals_gone, report.renditions_deleted) == (1, 2)
     assert stack.item(before["image_id"]) is None
     assert stored_renditions(stack, before["image_id"]) == []
     assert cleanup_for(stack, at=datetime.now(UTC) + LATER).run().originals_gone == 0  # nothing more
