@@ -10,7 +10,7 @@ SECURITY_STAMP := $(SECURITY_VENV)/.installed-stamp
 export SAM_CLI_TELEMETRY ?= 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv build test lint typecheck template-lint unit integration demo up bench tune deploy-rehearsal lock lock-security security clean
+.PHONY: help venv build test lint typecheck template-lint unit integration demo up bench conformance tune deploy-rehearsal lock lock-security security clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ up: $(STAMP)  ## the local stack on localhost:4566 until Ctrl-C; writes build/up
 
 bench: $(STAMP)  ## thumbnailer vs naive Pillow vs decode floor, side by side
 	$(BIN)/pipeline bench $(ARGS)
+
+conformance: $(STAMP)  ## ~1,100 real-world images (Pillow's and pi-heif's test files, cached) vs a reference; HTML sheet
+	$(BIN)/pipeline conformance $(ARGS)
 
 tune: $(STAMP)  ## memory/cost tuning report for ThumbnailFunction
 	$(BIN)/pipeline tune $(ARGS)

@@ -16,7 +16,7 @@ from pipeline_cli.perf.bench_report import verdicts
 from pipeline_cli.perf.corpus import CORPUS, corpus
 from pipeline_cli.perf.fidelity import fidelity, psnr
 from pipeline_cli.perf.handler import handler_environment, project_spec
-from pipeline_cli.perf.timing import InputResult
+from pipeline_cli.perf.timing import InputResult, output_formats
 from pipeline_cli.perf.variants import naive_images
 from pipeline_cli.twin.template import load_template
 
@@ -30,10 +30,17 @@ def test_psnr_is_infinite_for_identical_images_and_falls_with_the_error() -> Non
     assert psnr(off_by_eight, image) < psnr(off_by_two, image)
 
 
-def test_the_corpus_covers_what_issue_6_names() -> None:
+def test_the_corpus_covers_every_input_kind() -> None:
     names = {case.name for case in CORPUS}
     assert {"jpeg-1mp", "jpeg-12mp", "jpeg-24mp", "jpeg-48mp", "jpeg-12mp-progressive", "jpeg-12mp-exif6"} <= names
     assert {"jpeg-cmyk-12mp", "png-rgba-3mp", "webp-6mp", "gif-animated", "tiff-16bit-3mp"} <= names
+    assert {"heic-12mp", "avif-12mp"} <= names
+
+
+def test_each_rendition_format_is_timed_and_weighed() -> None:
+    formats = output_formats(make_jpeg(800, 600), RenditionSpec(sizes=(512, 128)), repeats=1)
+    assert sorted(formats) == ["AVIF", "JPEG", "WEBP"]
+    assert all(figures["median_ms"] > 0 and figures["bytes"] > 1000 for figures in formats.values())
 
 
 def test_the_corpus_is_generated_once_and_unknown_names_are_refused(tmp_path: Path) -> None:

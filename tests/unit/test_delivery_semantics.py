@@ -60,7 +60,7 @@ def assert_reflects(stack: TestStack, key: str, newest: dict[str, Any], width: i
     record = newest["Records"][0]["s3"]["object"]
     assert (item["source_etag"], item["source_version_id"]) == (record["eTag"], record["versionId"])
     assert item["width"] == width
-    assert stored_renditions(stack, item["image_id"]) == sorted(r["key"] for r in item["renditions"])
+    assert stored_renditions(stack, item["image_id"]) == sorted({r["key"] for r in item["renditions"]})
     assert len(item["renditions"]) == 3
     return item
 
@@ -189,7 +189,8 @@ def test_object_removed_is_ignored_and_the_cleanup_removes_what_the_deleted_obje
 
     report = cleanup_for(stack, at=datetime.now(UTC) + LATER).run()
 
-    assert (report.originals_gone, report.renditions_deleted) == (1, 3)
+    # 320x240 is smaller than 1024 and 512: those two sizes share one object, 128 has its own
+    assert (report.originals_gone, report.renditions_deleted) == (1, 2)
     assert stack.item(before["image_id"]) is None
     assert stored_renditions(stack, before["image_id"]) == []
     assert cleanup_for(stack, at=datetime.now(UTC) + LATER).run().originals_gone == 0  # nothing more
@@ -309,6 +310,6 @@ def test_concurrent_containers_processing_one_key_end_consistent(stack: TestStac
         assert {e["event_id"] for e in newest} == {newest[0]["event_id"]}
         # Losers may have left renditions of older versions under their own etag: orphans for the cleanup.
         cleanup_for(stack, at=datetime.now(UTC) + LATER).run()
-        assert stored_renditions(stack, item["image_id"]) == sorted(r["key"] for r in item["renditions"])
+        assert stored_renditions(stack, item["image_id"]) == sorted({r["key"] for r in item["renditions"]})
         superseded_files += len(stored) - len(item["renditions"])
     assert superseded_files > 0  # some older version really did render, then lost the race to record it

@@ -107,7 +107,7 @@ def assert_healed(stack: TestStack, image_id: str) -> dict[str, Any]:
     assert item is not None
     assert item["status"] == "SUCCEEDED"
     assert len(item["renditions"]) == 3
-    assert [key for key in stack.rendition_keys() if image_id in key] == sorted(r["key"] for r in item["renditions"])
+    assert [key for key in stack.rendition_keys() if image_id in key] == sorted({r["key"] for r in item["renditions"]})
     [event] = stack.published_events()
     assert event["event_type"] == "ImageProcessed"
     assert event["image"]["renditions"] == item["renditions"]

@@ -100,7 +100,7 @@ def assert_succeeded(outcome: CaseOutcome, width: int, height: int) -> None:
     expected = {size: fit_within(width, height, size) for size in SIZES}
     assert {r["size"]: (r["width"], r["height"]) for r in item["renditions"]} == expected
     stored = {r.key: r for r in outcome.renditions}
-    assert sorted(stored) == sorted(r["key"] for r in item["renditions"])  # all present, nothing else
+    assert sorted(stored) == sorted({r["key"] for r in item["renditions"]})  # all present, nothing else
     for rendition in item["renditions"]:
         assert (stored[rendition["key"]].width, stored[rendition["key"]].height) == expected[rendition["size"]]
         assert stored[rendition["key"]].format == "JPEG"
@@ -300,7 +300,7 @@ def assert_known_outcome(outcome: CaseOutcome) -> None:
     if item["status"] == "SUCCEEDED":
         assert outcome.outcome == "SUCCEEDED"
         assert published["event_type"] == "ImageProcessed"
-        assert sorted(r.key for r in outcome.renditions) == sorted(r["key"] for r in item["renditions"])
+        assert sorted(r.key for r in outcome.renditions) == sorted({r["key"] for r in item["renditions"]})
         assert len(item["renditions"]) == len(SIZES)
     else:
         assert (item["status"], outcome.outcome) == ("FAILED", "FAILED")

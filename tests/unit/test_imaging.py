@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageCms, ImageStat
+from PIL import Image, ImageStat
 
 from image_pipeline.errors import ImageRejected, RejectReason
 from image_pipeline.imaging import RenditionResult, RenditionSpec, fit_within, make_renditions
@@ -160,13 +160,6 @@ def test_animation_renders_its_first_frame() -> None:
     result = make_renditions(make_animated_gif(200, 100, [(220, 20, 20), (20, 220, 20), (20, 20, 220)]), SPEC)
     assert result.source.frames == 3
     assert is_close(decoded(result).convert("RGB").getpixel((50, 50)), (220, 20, 20), tolerance=12)
-
-
-def test_icc_profile_is_kept() -> None:
-    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    result = make_renditions(encode(scene(800, 600), "JPEG", icc_profile=profile), SPEC)
-    for index in range(3):
-        assert decoded(result, index).info.get("icc_profile") == profile
 
 
 # ----------------------------------------------------------------------------- orientation

@@ -52,7 +52,7 @@ def test_a_12_megapixel_upload_makes_renditions_an_item_and_an_event(stack: Test
         head = stack.clients.s3.head_object(Bucket=stack.renditions_bucket, Key=rendition["key"])
         assert head["ContentType"] == "image/jpeg"
         assert "immutable" in head["CacheControl"]
-    assert stack.rendition_keys() == sorted(r["key"] for r in item["renditions"])
+    assert stack.rendition_keys() == sorted({r["key"] for r in item["renditions"]})
 
     [event] = stack.published_events()
     assert event["event_type"] == "ImageProcessed"
@@ -151,19 +151,22 @@ def test_a_new_version_replaces_the_renditions_and_an_old_event_is_ignored(stack
     assert item is not None
     assert (item["width"], item["height"]) == (600, 800)
     assert item["source_etag"] == new_event["Records"][0]["s3"]["object"]["eTag"]
-    assert stack.rendition_keys() == sorted(r["key"] for r in item["renditions"])
+    assert stack.rendition_keys() == sorted({r["key"] for r in item["renditions"]})
     assert not set(old_keys) & set(stack.rendition_keys())
 
 
-def test_webp_renditions_when_configured(stack: TestStack) -> None:
-    handler = load_handler("functions/thumbnail", "app.lambda_handler", stack.thumbnail_env(RENDITION_FORMAT="WEBP"))
+@pytest.mark.parametrize(("fmt", "extension"), [("WEBP", "webp"), ("AVIF", "avif")])
+def test_webp_and_avif_renditions_when_configured(stack: TestStack, fmt: str, extension: str) -> None:
+    handler = load_handler("functions/thumbnail", "app.lambda_handler", stack.thumbnail_env(RENDITION_FORMAT=fmt))
     key = "uploads/logo.png"
-    handler(s3_put_event(stack, key, make_png(300, 200)), lambda_context())
+    handler(s3_put_event(stack, key, make_png(1600, 1200)), lambda_context())
 
     item = stack.item(image_id_for(stack.ingest_bucket, key))
     assert item is not None
-    assert all(r["content_type"] == "image/webp" and r["key"].endswith(".webp") for r in item["renditions"])
-    assert rendition_image(stack, item["renditions"][0]["key"]).format == "WEBP"
+    content_type = f"image/{extension}"
+    assert all(r["content_type"] == content_type and r["key"].endswith(f".{extension}") for r in item["renditions"])
+    image = rendition_image(stack, item["renditions"][0]["key"])
+    assert (image.format, image.size) == (fmt, (1024, 768))
 
 
 def test_sample_events_all_parse() -> None:

@@ -14,6 +14,7 @@ COMMANDS = {
     "translate": ("translate", "SAM -> CloudFormation offline (what the transform deploys)"),
     "bench": ("bench", "thumbnailer vs naive Pillow vs decode floor, side by side"),
     "tune": ("tune", "memory/cost tuning report for ThumbnailFunction"),
+    "conformance": ("conformance", "the thumbnailer on real-world files vs an independent reference"),
     "rehearse": ("rehearse", "sam build + package, then deploy to a local moto server and check"),
 }
 

@@ -78,6 +78,45 @@ def make_png(width: int, height: int, *, mode: str = "RGB", displayed: Image.Ima
     return encode(image, "PNG")
 
 
+def make_heic(
+    width: int,
+    height: int,
+    *,
+    orientation: int = 1,
+    displayed: Image.Image | None = None,
+    quality: int = 80,
+    icc_profile: bytes | None = None,
+) -> bytes:
+    """An iPhone-like HEIC that DISPLAYS as width x height with the mark top-left: HEVC pictures
+    stored for `orientation`, which libheif writes as irot/imir transforms (and EXIF), optionally a
+    colour profile. Encoding needs pillow-heif (a dev dependency; the layer's pi-heif only decodes)."""
+    import pillow_heif
+
+    stored = stored_for_orientation(scene(width, height) if displayed is None else displayed, orientation)
+    heif = pillow_heif.from_pillow(stored)  # before the EXIF is set: from_pillow would apply it
+    if orientation != 1:
+        exif = Image.Exif()
+        exif[EXIF_ORIENTATION] = orientation
+        heif.info["exif"] = exif.tobytes()
+    if icc_profile:
+        heif.info["icc_profile"] = icc_profile
+    buffer = io.BytesIO()
+    heif.save(buffer, quality=quality, enc_params={"preset": "ultrafast"})  # x265's default takes ~6x longer
+    return buffer.getvalue()
+
+
+def make_heic_burst(colours: list[tuple[int, int, int]], primary: int, size: tuple[int, int] = (64, 48)) -> bytes:
+    """A HEIF with one image per colour (a burst), `primary` the one viewers show."""
+    import pillow_heif
+
+    heif = pillow_heif.from_pillow(Image.new("RGB", size, colours[0]))
+    for colour in colours[1:]:
+        heif.add_from_pillow(Image.new("RGB", size, colour))
+    buffer = io.BytesIO()
+    heif.save(buffer, primary_index=primary)
+    return buffer.getvalue()
+
+
 def make_animated_gif(width: int, height: int, colours: list[tuple[int, int, int]]) -> bytes:
     frames = [Image.new("RGB", (width, height), colour) for colour in colours]
     return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
@@ -97,4 +136,11 @@ def sample_images() -> dict[str, bytes]:
         "scan-16bit.tif": encode(scan.convert("I;16"), "TIFF"),
         "photo.webp": encode(scene(1280, 960), "WEBP", quality=85),
         "tiny-1x1.bmp": encode(Image.new("RGB", (1, 1), (10, 200, 90)), "BMP"),
+        "iphone-portrait.heic": make_heic(1512, 2016, orientation=6),  # stored sideways, as iPhones do
+        "animated.avif": _animated_avif(),
     }
+
+
+def _animated_avif() -> bytes:
+    frames = [scene(320, 240).rotate(angle) for angle in (0, 90, 180)]
+    return encode(frames[0], "AVIF", save_all=True, append_images=frames[1:], duration=200, quality=70)

@@ -25,21 +25,22 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from pipeline_cli.perf.bench_report import TARGETS, finite, plot, print_report, relative, verdicts
-from pipeline_cli.perf.corpus import CORPUS, DEFAULT_CORPUS, QUICK, corpus
+from pipeline_cli.perf.bench_report import TARGETS, finite, plot, print_output_formats, print_report, relative, verdicts
+from pipeline_cli.perf.corpus import BASELINE, CORPUS, DEFAULT_CORPUS, QUICK, corpus
 from pipeline_cli.perf.handler import handler_environment, project_spec
 from pipeline_cli.perf.lambda_process import cold_start, lambda_like_python
-from pipeline_cli.perf.timing import measure
+from pipeline_cli.perf.timing import measure, output_formats
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="pipeline bench", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, help="timed runs per variant and input (default 7; --quick: 2)")
     parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}: a smoke run")
+    parser.add_argument("--only", nargs="+", metavar="INPUT", help="only these inputs, e.g. heic-12mp")
     parser.add_argument("--out", type=Path, default=Path("build/bench"), help="bench.json and bench.png go here")
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="generated inputs, reused across runs")
     args = parser.parse_args(argv)
-    names = QUICK if args.quick else tuple(case.name for case in CORPUS)
+    names = tuple(args.only) if args.only else QUICK if args.quick else tuple(case.name for case in CORPUS)
     repeats = args.repeats or (2 if args.quick else 7)
     spec = project_spec()
     paths = corpus(args.corpus, names)
@@ -54,6 +55,9 @@ def main(argv: list[str]) -> int:
     }
     checks = verdicts(results, cold["tracing off"]["total_ms"])
     print_report(results, checks, cold, spec)
+    formats = output_formats(paths[BASELINE].read_bytes(), spec, repeats) if BASELINE in paths else {}
+    if formats:
+        print_output_formats(formats, spec)
     document = {
         "spec": asdict(spec),
         "handler_environment": handler_environment(),
@@ -61,6 +65,7 @@ def main(argv: list[str]) -> int:
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "cold_start_python": relative(python)},
         "inputs": [{**asdict(r), "speedup_vs_naive": r.speedup_vs_naive, "x_floor": r.x_floor} for r in results],
         "cold_start": cold,
+        "output_formats": formats,
         "targets": {
             name: {"comparison": TARGETS[name][0], "target": TARGETS[name][1], **check}
             for name, check in checks.items()

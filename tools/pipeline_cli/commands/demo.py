@@ -42,7 +42,7 @@ def demo_uploads(images_dir: Path | None, with_samples: bool = True) -> dict[str
     return {DEMO_PREFIX + name: body for name, body in uploads.items()}
 
 
-def _process_with_progress(console: Console, pipeline: LocalPipeline, uploads: dict[str, bytes]) -> None:
+def process_with_progress(console: Console, pipeline: LocalPipeline, uploads: dict[str, bytes]) -> None:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         uploading = progress.add_task("upload to IngestBucket", total=len(uploads))
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 f"webhook receiver {receiver.url}"
                 + ("" if args.no_faults else " (answers 500 to ImageFailed events until the redrive)")
             )
-            _process_with_progress(console, pipeline, uploads)
+            process_with_progress(console, pipeline, uploads)
             if not args.no_faults:
                 _redrive_webhook_dlq(console, pipeline, receiver)
             if args.run_cleanup:

@@ -17,7 +17,7 @@ from pipeline_cli.twin.runtime import Invocation
 from pipeline_cli.twin.session import LocalPipeline
 from pipeline_cli.webhook_receiver import ReceivedRequest
 
-BROWSER_FORMATS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"}
+BROWSER_FORMATS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".avif"}
 
 
 @dataclass
@@ -29,12 +29,24 @@ class ImageRow:
     width: int | None = None
     height: int | None = None
     renditions: list[dict[str, Any]] = field(default_factory=list)
+    format: str = ""
+    frames: int = 1
     processing_ms: float = 0.0
     trail: list[str] = field(default_factory=list)
 
     @property
     def rendition_bytes(self) -> int:
-        return sum(int(rendition["bytes"]) for rendition in self.renditions)
+        """Bytes stored: sizes that share an object (a source smaller than them) count once."""
+        return sum({rendition["key"]: int(rendition["bytes"]) for rendition in self.renditions}.values())
+
+    @property
+    def frames_note(self) -> str:
+        """What the renditions show of a multi-frame source ("" for a still image)."""
+        if self.status != "SUCCEEDED" or self.frames <= 1:
+            return ""
+        if self.format == "HEIF":
+            return f"primary image of {self.frames} (sequence or burst)"
+        return f"first frame of an animation of {self.frames}"
 
 
 def _keys_of(invocation: Invocation) -> list[str]:
@@ -85,6 +97,7 @@ def image_rows(
         row.reason, row.detail = str(error.get("reason", "")), str(error.get("detail", ""))
         row.width, row.height = item.get("width"), item.get("height")
         row.renditions = list(item.get("renditions") or [])
+        row.format, row.frames = str(item.get("format", "")), int(item.get("frames") or 1)
     event_keys: dict[str, str] = {}  # event id -> uploaded key
     for event in pipeline.archived_events():
         archived_key = image_ids.get(str(event.get("image", {}).get("image_id")))
@@ -103,15 +116,15 @@ def image_rows(
 def print_summary(console: Console, rows: list[ImageRow], queues: Iterable[QueueStats], key_prefix: str = "") -> None:
     images = Table(title=f"Images ({key_prefix}...)" if key_prefix else "Images", title_justify="left")
     # rendition bytes: all renditions of the image together; ms: the thumbnailer's time, retries included
-    for column in ("key", "status", "reason", "size", "renditions", "rendition bytes", "ms"):
-        images.add_column(column, justify="left" if column in ("key", "status", "reason", "size") else "right")
+    for column in ("key", "status", "reason / frames", "size", "renditions", "rendition bytes", "ms"):
+        images.add_column(column, justify="left" if column in ("key", "status", "reason / frames", "size") else "right")
     for row in rows:
         style = {"SUCCEEDED": "green", "FAILED": "red"}.get(row.status, "yellow")
         size = f"{row.width}x{row.height}" if row.width else ""
         images.add_row(
             row.key.removeprefix(key_prefix),
             f"[{style}]{row.status}[/]",
-            row.reason,
+            row.reason or row.frames_note,
             size,
             str(len(row.renditions)),
             f"{row.rendition_bytes:,}",
@@ -166,6 +179,8 @@ def write_html(pipeline: LocalPipeline, rows: list[ImageRow], queues: Iterable[Q
                 )
             )
         reason = f" — {html.escape(row.reason)}: {html.escape(row.detail)}" if row.reason else ""
+        if row.frames_note:
+            reason += f" — renditions show the {html.escape(row.frames_note)}"
         trail = "".join(f"<li>{html.escape(step)}</li>" for step in row.trail)
         sections.append(
             f'<div class="image"><h3><code>{html.escape(row.key)}</code> '

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from pipeline_cli.commands import add_parameter_overrides
-from pipeline_cli.imagefactory import make_jpeg
+from pipeline_cli.imagefactory import make_heic, make_jpeg
 from pipeline_cli.project import PROJECT_ROOT
 from pipeline_cli.twin.delivery import EventRouter
 from pipeline_cli.twin.deploy import DeployedStack, FunctionSpec, deploy
@@ -147,8 +147,10 @@ def seed_objects(stack: DeployedStack, event: dict[str, Any]) -> None:
         if "s3" not in record:
             continue
         target = record["s3"]
-        body = make_jpeg(1600, 1200, orientation=6)
-        put = s3.put_object(Bucket=target["bucket"]["name"], Key=unquote_plus(target["object"]["key"]), Body=body)
+        key = unquote_plus(target["object"]["key"])
+        heif = key.lower().endswith((".heic", ".heif"))  # an iPhone photo, for events/s3-put-heic.json
+        body = make_heic(1200, 1600, orientation=6) if heif else make_jpeg(1600, 1200, orientation=6)
+        put = s3.put_object(Bucket=target["bucket"]["name"], Key=key, Body=body)
         target["object"].update(eTag=put["ETag"].strip('"'), size=len(body))
         if put.get("VersionId"):
             target["object"]["versionId"] = put["VersionId"]

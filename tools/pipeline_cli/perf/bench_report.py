@@ -142,3 +142,23 @@ def finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [finite(item) for item in value]
     return value
+
+
+def print_output_formats(formats: dict[str, dict[str, float]], spec: RenditionSpec) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=190) if not sys.stdout.isatty() else Console()
+    table = Table(title=f"RenditionFormat on {BASELINE}: sizes {spec.sizes} q{spec.quality}; medians")
+    for column in ("format", "ms", "bytes (all sizes)", "ms vs JPEG", "bytes vs JPEG"):
+        table.add_column(column, justify="left" if column == "format" else "right")
+    jpeg = formats["JPEG"]
+    for fmt, figures in formats.items():
+        table.add_row(
+            fmt,
+            f"{figures['median_ms']:.1f}",
+            f"{figures['bytes']:,.0f}",
+            f"{figures['median_ms'] / jpeg['median_ms']:.1f}x",
+            f"{figures['bytes'] / jpeg['bytes']:.2f}x",
+        )
+    console.print(table)

@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image
 
-from pipeline_cli.imagefactory import encode, make_animated_gif, make_jpeg, make_png, scene
+from pipeline_cli.imagefactory import encode, make_animated_gif, make_heic, make_jpeg, make_png, scene
 from pipeline_cli.project import PROJECT_ROOT
 
 BASELINE = "jpeg-12mp"
@@ -66,7 +66,11 @@ CORPUS = (
         False,
     ),
     Case("tiff-16bit-3mp", lambda: _tiff_16bit(2000, 1500), False),
+    # What phones upload: HEVC in HEIF (iPhone, stored sideways) and AV1 in AVIF; neither decodes at a reduced scale.
+    Case("heic-12mp", lambda: make_heic(4032, 3024, orientation=6, displayed=photo(4032, 3024), quality=90), True),
+    Case("avif-12mp", lambda: encode(photo(4000, 3000), "AVIF", quality=90), True),
 )
+OUTPUT_FORMATS = ("JPEG", "WEBP", "AVIF")  # RenditionFormat's choices, timed and weighed on the baseline
 QUICK = ("jpeg-1mp", BASELINE)
 
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from PIL import Image, ImageOps
 
 from image_pipeline.imaging import RenditionSpec, make_renditions, resample
-from pipeline_cli.perf.variants import naive_images, run_naive
+from pipeline_cli.perf.variants import naive_images, open_any, run_naive
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -28,7 +28,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 def reference(data: bytes, sizes: list[tuple[int, int]]) -> list[Image.Image]:
     """Full decode, oriented, flattened, one LANCZOS resize straight to each rendition's size."""
-    with Image.open(io.BytesIO(data)) as opened:
+    with open_any(data) as opened:
         full = _to_rgb(ImageOps.exif_transpose(opened) or opened)
     return [full.resize(size, Image.Resampling.LANCZOS) for size in sizes]
 

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from PIL import Image
-
-from image_pipeline.imaging import RenditionSpec
-from pipeline_cli.perf.corpus import CORPUS
+from image_pipeline.imaging import RenditionSpec, make_renditions
+from pipeline_cli.perf.corpus import CORPUS, OUTPUT_FORMATS
 from pipeline_cli.perf.fidelity import fidelity
 from pipeline_cli.perf.lambda_process import peak_rss_mb
-from pipeline_cli.perf.variants import RUNNERS, VARIANTS
+from pipeline_cli.perf.variants import RUNNERS, VARIANTS, open_any
 
 RSS_VARIANTS = (*VARIANTS, "handler")
 
@@ -58,7 +55,7 @@ def measure(paths: dict[str, Path], spec: RenditionSpec, repeats: int, lambda_py
     cases = {case.name: case for case in CORPUS}
     for name, path in paths.items():
         data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as probe:
+        with open_any(data) as probe:
             pixels = probe.width * probe.height
         result = InputResult(name, len(data), pixels, cases[name].photographic)
         result.median_ms = time_variants(data, spec, repeats)
@@ -68,3 +65,21 @@ def measure(paths: dict[str, Path], spec: RenditionSpec, repeats: int, lambda_py
         results.append(result)
         print(f"  measured {name}", file=sys.stderr, flush=True)
     return results
+
+
+def output_formats(data: bytes, spec: RenditionSpec, repeats: int) -> dict[str, dict[str, float]]:
+    """RenditionFormat's choices on one input: median ms of make_renditions, and the bytes stored."""
+    measured = {}
+    for fmt in OUTPUT_FORMATS:
+        chosen = replace(spec, format=fmt)
+        rendered = make_renditions(data, chosen)  # warm
+        samples = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            rendered = make_renditions(data, chosen)
+            samples.append((time.perf_counter() - started) * 1000)
+        measured[fmt] = {
+            "median_ms": statistics.median(samples),
+            "bytes": sum(len(rendition.body) for rendition in rendered.renditions),
+        }
+    return measured

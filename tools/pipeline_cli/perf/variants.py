@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from functools import cache
 
 from PIL import Image, ImageOps
 
@@ -18,13 +19,26 @@ from pipeline_cli.imagefactory import encode
 VARIANTS = ("project", "naive", "floor")
 
 
+@cache
+def _heif_opener() -> None:
+    from pi_heif import register_heif_opener
+
+    register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+
+
+def open_any(data: bytes) -> Image.Image:
+    """Image.open for the baselines, HEIF included (the thumbnailer registers it only on demand)."""
+    _heif_opener()
+    return Image.open(io.BytesIO(data))
+
+
 def _largest_first(spec: RenditionSpec) -> list[int]:
     return sorted(set(spec.sizes), reverse=True)
 
 
 def naive_images(data: bytes, spec: RenditionSpec) -> list[Image.Image]:
     """What most samples do: transpose the full image, then resize it once per size."""
-    with Image.open(io.BytesIO(data)) as opened:
+    with open_any(data) as opened:
         full = (ImageOps.exif_transpose(opened) or opened).convert("RGB")
     return [
         full.resize(fit_within(full.width, full.height, size), Image.Resampling.LANCZOS)
@@ -42,7 +56,7 @@ def run_naive(data: bytes, spec: RenditionSpec) -> list[bytes]:
 
 def run_floor(data: bytes, spec: RenditionSpec) -> None:
     """Only the decode the largest rendition needs: no resize, no encode."""
-    with Image.open(io.BytesIO(data)) as opened:
+    with open_any(data) as opened:
         if opened.format == "JPEG":
             swapped = opened.getexif().get(0x0112, 1) in (5, 6, 7, 8)
             width, height = (opened.height, opened.width) if swapped else opened.size

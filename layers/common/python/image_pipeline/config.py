@@ -17,7 +17,7 @@ from image_pipeline.backoff import Backoff
 
 T = TypeVar("T")
 
-RENDITION_FORMATS = ("JPEG", "WEBP")
+RENDITION_FORMATS = ("JPEG", "WEBP", "AVIF")
 # Largest original, in bytes: the thumbnailer's MAX_SOURCE_BYTES and the presigned upload's limit
 # (MAX_UPLOAD_BYTES); the template sets both from one parameter, MaxUploadBytes.
 DEFAULT_MAX_SOURCE_BYTES = 100_000_000

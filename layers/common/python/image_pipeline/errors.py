@@ -17,6 +17,7 @@ class RejectReason(StrEnum):
     TOO_MANY_PIXELS = "too_many_pixels"
     TRUNCATED = "truncated"
     CORRUPT = "corrupt"
+    UNENCODABLE = "unencodable"  # decoded, but the rendition format's encoder refused it
     SOURCE_MISSING = "source_missing"
     TOO_LARGE = "too_large"
 

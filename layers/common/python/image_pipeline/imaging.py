@@ -9,14 +9,28 @@ How (and why) it is fast, measured in docs/design.md ("The thumbnail algorithm")
   (1/2, 1/4, 1/8 scale), so a 48 MP photo is never decoded at full size;
 - resize(LANCZOS, reducing_gap=1.5) for the largest rendition, then the small result is rotated
   (cheap), then each smaller rendition is made from the previous one (cascade).
+
+What makes it right on real files (docs/conformance.md has the corpus and the reasoning):
+- HEIC/HEIF decode through pi-heif, imported only when the magic bytes say HEIF; AVIF through
+  Pillow's own plugin. TIFF and HEIF decoders orient the pixels themselves: no second rotation;
+- colours are converted to sRGB through the source's ICC profile (littlecms) on the small image;
+  renditions embed at most lcms' compact sRGB profile and no other metadata (comments, EXIF, XMP);
+- a colour key (tRNS) is transparency, flattened on white like an alpha channel;
+- every error the input's bytes cause, while decoding or encoding, is an ImageRejected with a
+  reason; the configured pixel limit is the one Pillow enforces while frames and tiles load.
 """
 
 from __future__ import annotations
 
+import functools
 import io
+import re
+import struct
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from PIL import (  # noqa: F401  # importing a plugin registers it: only the formats we open
     BmpImagePlugin,
@@ -32,10 +46,23 @@ from PIL import (  # noqa: F401  # importing a plugin registers it: only the for
 
 from image_pipeline.errors import ImageRejected, RejectReason
 
-SUPPORTED_FORMATS: Final = frozenset({"JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP"})
-_OPENABLE_FORMATS: Final = tuple(sorted(SUPPORTED_FORMATS))  # the JPEG opener also yields MPO (phone photos)
-CONTENT_TYPES: Final = {"JPEG": "image/jpeg", "WEBP": "image/webp"}
-EXTENSIONS: Final = {"JPEG": "jpg", "WEBP": "webp"}
+if TYPE_CHECKING:
+    from PIL import ImageCms
+
+SUPPORTED_FORMATS: Final = frozenset({"JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "AVIF", "HEIF"})
+# The JPEG opener also yields MPO (phone photos). AVIF and HEIF (ISO BMFF files) join only for
+# bytes that start with an ftyp box: their plugins and codecs load on first use, not at cold start.
+_OPENABLE_FORMATS: Final = tuple(sorted(SUPPORTED_FORMATS - {"AVIF", "HEIF"}))
+CONTENT_TYPES: Final = {"JPEG": "image/jpeg", "WEBP": "image/webp", "AVIF": "image/avif"}
+EXTENSIONS: Final = {"JPEG": "jpg", "WEBP": "webp", "AVIF": "avif"}
+# ISO BMFF major brands of HEVC-coded HEIF (iPhone: heic) and the generic image/sequence brands,
+# which AVIF shares: Pillow's AVIF plugin tries those first and passes on what is not AV1.
+_HEIF_BRANDS: Final = frozenset(
+    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
+)
+# Decoders that apply the orientation themselves and report the displayed size: Pillow's TIFF
+# plugin (the Orientation tag, on load) and libheif (irot/imir; pi-heif resets EXIF's to 1).
+_ORIENTED_BY_DECODER: Final = frozenset({"TIFF", "HEIF"})
 
 _EXIF_ORIENTATION: Final = 0x0112
 _TRANSPOSE: Final = {
@@ -49,6 +76,21 @@ _TRANSPOSE: Final = {
 }
 _SWAPS_AXES: Final = frozenset({5, 6, 7, 8})
 _TRUNCATION_HINTS: Final = ("truncated", "broken data stream", "premature end", "unexpected end")
+# How Pillow says "valid, but not a variant I decode" (JPEG: "cannot handle 12-bit layers").
+_UNSUPPORTED_HINTS: Final = ("unsupported", "not supported", "cannot handle", "unknown pixel mode", "not configured")
+# What Pillow and its codecs raise on bytes they cannot decode or encode (never a bug of ours to retry).
+_CONTENT_ERRORS: Final = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    TypeError,
+    KeyError,
+    MemoryError,
+    struct.error,
+)
+_BOMB_PIXELS: Final = re.compile(r"\((\d+) pixels\)")
 
 
 @dataclass(frozen=True)
@@ -101,9 +143,21 @@ def fit_within(width: int, height: int, box: int) -> tuple[int, int]:
 
 
 def make_renditions(data: bytes, spec: RenditionSpec) -> RenditionResult:
-    resampled = resample(data, spec)
-    renditions = tuple(_encode(image, size, spec, resampled.icc_profile) for size, image in resampled.images)
-    return RenditionResult(resampled.source, renditions)
+    return encode_renditions(resample(data, spec), spec)
+
+
+def encode_renditions(resampled: Resampled, spec: RenditionSpec) -> RenditionResult:
+    """Encode resampled pixels; sizes the source is smaller than share one image (the cascade
+    stops resizing) and are encoded once."""
+    bodies: dict[int, bytes] = {}
+    renditions = []
+    for size, image in resampled.images:
+        if id(image) not in bodies:
+            bodies[id(image)] = _encode(image, spec, resampled.icc_profile, resampled.source.format)
+        renditions.append(
+            Rendition(size, image.width, image.height, spec.format, CONTENT_TYPES[spec.format], bodies[id(image)])
+        )
+    return RenditionResult(resampled.source, tuple(renditions))
 
 
 def resample(data: bytes, spec: RenditionSpec) -> Resampled:
@@ -112,45 +166,73 @@ def resample(data: bytes, spec: RenditionSpec) -> Resampled:
         raise ValueError(f"unsupported rendition format {spec.format!r}")
     if not data:
         raise ImageRejected(RejectReason.EMPTY, "the object has zero bytes")
-    image = _open(data, spec.max_pixels)
+    with _pixel_limit(None):  # _open checks the header itself, and its message says WxH
+        image = _open(data, spec.max_pixels)
     try:
-        orientation = _orientation(image)
-        source = _source_info(image, orientation)
-        images, icc_profile = _render(image, source, spec)
+        with _pixel_limit(spec.max_pixels):
+            orientation = _orientation(image)
+            source = _source_info(image, orientation)
+            images, icc_profile = _render(image, source, spec)
     except ImageRejected:
         raise
-    except Image.DecompressionBombError as error:
-        raise ImageRejected(RejectReason.TOO_MANY_PIXELS, str(error)) from error
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, MemoryError) as error:
-        message = str(error) or type(error).__name__
-        raise ImageRejected(_failure_reason(message), f"cannot decode the {image.format} image: {message}") from error
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise _too_many_pixels(error, spec.max_pixels) from error
+    except _CONTENT_ERRORS as error:
+        raise _decode_failure(image, error) from error
     finally:
         image.close()
     return Resampled(source, images, icc_profile)
 
 
+@contextmanager
+def _pixel_limit(max_pixels: int | None) -> Iterator[None]:
+    """Pillow's own bomb check at the configured limit (None: off), as a hard error.
+
+    Pillow checks the header on open and again while GIF frames, MPO pictures and TIFF tiles
+    load, against MAX_IMAGE_PIXELS (~89.5 MP by default), which would cap a larger MaxPixels.
+    The global is set for this call only: a Lambda process renders one image at a time.
+    """
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def _too_many_pixels(error: Exception, max_pixels: int) -> ImageRejected:
+    """Pillow's message names its threshold (twice the limit, for its error): quote ours."""
+    found = _BOMB_PIXELS.search(str(error))
+    pixels = f"{int(found.group(1))} pixels" if found else "the image"
+    return ImageRejected(RejectReason.TOO_MANY_PIXELS, f"{pixels} is more than the limit of {max_pixels}")
+
+
+def _decode_failure(image: Image.Image, error: Exception) -> ImageRejected:
+    message = str(error) or type(error).__name__
+    return ImageRejected(_failure_reason(message), f"cannot decode the {image.format} image: {message}")
+
+
 def _open(data: bytes, max_pixels: int) -> Image.Image:
     """Parse the header only, refusing formats we do not handle and oversized images."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data), formats=_OPENABLE_FORMATS)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-            raise ImageRejected(RejectReason.TOO_MANY_PIXELS, str(error)) from error
-        except UnidentifiedImageError as error:
-            recognised = _recognised_format(data)
-            if recognised in SUPPORTED_FORMATS or recognised == "MPO":
-                # Our format's magic number, but its plugin could not parse the header.
-                raise ImageRejected(RejectReason.CORRUPT, f"the {recognised} header is damaged or cut short") from error
-            if recognised:
-                raise ImageRejected(
-                    RejectReason.UNSUPPORTED_FORMAT,
-                    f"{recognised} images are not supported (supported: {', '.join(sorted(SUPPORTED_FORMATS))})",
-                ) from error
-            raise ImageRejected(RejectReason.NOT_AN_IMAGE, "the bytes are not an image format Pillow knows") from error
-        except (OSError, SyntaxError, ValueError, EOFError) as error:
-            message = str(error) or type(error).__name__
-            raise ImageRejected(_failure_reason(message), f"unreadable image header: {message}") from error
+    formats = _OPENABLE_FORMATS
+    if data[4:8] == b"ftyp":
+        from PIL import AvifImagePlugin  # noqa: F401  # registers AVIF, first: it passes on what is not AV1
+
+        formats = (*formats, "AVIF")
+        if _is_heif(data):
+            _register_heif()
+            formats = (*formats, "HEIF")
+    try:
+        image = Image.open(io.BytesIO(data), formats=formats)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise _too_many_pixels(error, max_pixels) from error
+    except UnidentifiedImageError as error:
+        raise _unidentified(data) from error
+    except _CONTENT_ERRORS as error:
+        message = str(error) or type(error).__name__
+        raise ImageRejected(_failure_reason(message), f"unreadable image header: {message}") from error
     pixels = image.width * image.height
     if pixels > max_pixels:
         image.close()
@@ -161,11 +243,57 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     return image
 
 
+def _unidentified(data: bytes) -> ImageRejected:
+    recognised = _recognised_format(data)
+    if recognised in SUPPORTED_FORMATS or recognised == "MPO":
+        # Our format's magic number, but its plugin refused the header: ask it why.
+        complaint = _header_complaint(recognised, data)
+        reason = _failure_reason(complaint) if complaint else RejectReason.CORRUPT
+        if reason is RejectReason.UNSUPPORTED_FORMAT:
+            what = "sample precision" if re.search(r"\d+-bit", complaint or "") else "variant"
+            return ImageRejected(reason, f"unsupported {recognised} {what}: {complaint}")
+        return ImageRejected(reason, f"the {recognised} header is damaged or cut short: {complaint or 'unreadable'}")
+    if recognised:
+        return ImageRejected(
+            RejectReason.UNSUPPORTED_FORMAT,
+            f"{recognised} images are not supported (supported: {', '.join(sorted(SUPPORTED_FORMATS))})",
+        )
+    # Formats without a magic number (TGA, IM, PCD...) cannot be told from any other bytes.
+    return ImageRejected(
+        RejectReason.NOT_AN_IMAGE,
+        f"the bytes match the signature of no image format we know (supported: {', '.join(sorted(SUPPORTED_FORMATS))})",
+    )
+
+
+def _header_complaint(name: str, data: bytes) -> str | None:
+    """What the format's own plugin says about the header (Image.open keeps it to itself)."""
+    factory, _ = Image.OPEN["JPEG" if name == "MPO" else name]
+    try:
+        factory(io.BytesIO(data), "").close()
+    except Exception as error:  # any refusal is the answer we are after
+        return str(error) or type(error).__name__
+    return None
+
+
+def _is_heif(data: bytes) -> bool:
+    return data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS
+
+
+@functools.cache
+def _register_heif() -> None:
+    """Register pi-heif's opener, on the first HEIF upload: other images' cold start skips libheif."""
+    from pi_heif import register_heif_opener
+
+    # Only the primary image: no thumbnails, depth maps or auxiliary images are read.
+    register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+
+
 def _failure_reason(message: str) -> RejectReason:
     """Pillow reports decoder failures with a mix of exception types; classify by what they say."""
-    return (
-        RejectReason.TRUNCATED if any(hint in message.lower() for hint in _TRUNCATION_HINTS) else RejectReason.CORRUPT
-    )
+    lowered = message.lower()
+    if any(hint in lowered for hint in _UNSUPPORTED_HINTS):
+        return RejectReason.UNSUPPORTED_FORMAT  # a variant of a format we take (12-bit JPEG, BMP with PNG inside)
+    return RejectReason.TRUNCATED if any(hint in lowered for hint in _TRUNCATION_HINTS) else RejectReason.CORRUPT
 
 
 def _recognised_format(data: bytes) -> str | None:
@@ -182,15 +310,22 @@ def _recognised_format(data: bytes) -> str | None:
                 return name
         except Exception:  # noqa: S112  # a plugin's sniffer failing means "not this format"
             continue
-    return None
+    return "HEIF" if _is_heif(data) else None
 
 
 def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation still to apply (1 when the decoder applies it)."""
+    if image.format in _ORIENTED_BY_DECODER:
+        return 1
+    if image.format == "PNG" and "exif" not in image.info:
+        # An eXIf chunk may follow the pixels, so PNG's getexif() decodes the image: do it here,
+        # where a decode error fails the image, not inside the lenient EXIF lookup below.
+        image.load()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns about corrupt EXIF; we fall back to upright
             value = image.getexif().get(_EXIF_ORIENTATION, 1)
-    except Exception:  # malformed EXIF must not fail the image: treat as upright
+    except _CONTENT_ERRORS:  # malformed EXIF must not fail the image: treat as upright
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
@@ -221,8 +356,10 @@ def _render(
     current = working.resize(decode_size, Image.Resampling.LANCZOS, box=box, reducing_gap=1.5)
     if source.orientation in _TRANSPOSE:
         current = current.transpose(_TRANSPOSE[source.orientation])  # rotate the small result, not the source
-    current = _to_display_colours(current, image)
-    icc_profile = image.info.get("icc_profile") if current.mode == working.mode else None
+    current, icc_profile = _to_display_colours(current, image)
+    # Renditions carry no metadata: encoders fall back to image.info (JPEG's comment, AVIF's EXIF
+    # and XMP), which resize() copies from the source.
+    current.info = {}
 
     images = []
     for size in sizes:
@@ -234,54 +371,143 @@ def _render(
 
 
 def _resizable(image: Image.Image) -> Image.Image:
-    """A mode LANCZOS handles correctly (palette and 16-bit images do not)."""
+    """A mode LANCZOS handles correctly (palette and 16-bit images do not), colour key applied."""
     mode = image.mode
+    key = image.info.get("transparency")
     if mode in ("P", "PA"):
-        return image.convert("RGBA" if mode == "PA" or "transparency" in image.info else "RGB")
-    if mode == "1":
-        return image.convert("L")
+        return image.convert("RGBA" if mode == "PA" or key is not None else "RGB")
+    if mode == "RGB" and key is not None:
+        return image.convert("RGBA")  # tRNS: pixels of the key colour are transparent
+    grey = _eight_bit_grey(image) if mode in ("1", "I", "F") or mode.startswith("I;16") else image
+    if isinstance(key, int) and grey.mode == "L":
+        # A grey colour key, matched on the original samples (before any scaling to 8 bits).
+        from PIL import ImageMath
+
+        matches = ImageMath.lambda_eval(lambda args: args["equal"](args["image"], key), image=image.convert("I"))
+        grey = grey.convert("LA")
+        grey.putalpha(matches.convert("L").point(lambda value: 0 if value else 255))
+        return grey
+    if grey.mode not in ("L", "LA", "RGB", "RGBA", "CMYK", "LAB"):
+        return grey.convert("RGBA" if "A" in grey.mode else "RGB")
+    return grey
+
+
+def _eight_bit_grey(image: Image.Image) -> Image.Image:
+    mode = image.mode
     if mode.startswith("I;16") or mode == "I":
         # 16-bit samples: scale to 8 bits; convert("L") alone would clip everything above 255.
         return image.convert("I").point(lambda value: value / 256).convert("L")
-    if mode == "F":
-        return image.convert("L")
-    if mode not in ("L", "LA", "RGB", "RGBA", "CMYK"):
-        return image.convert("RGBA" if "A" in mode else "RGB")
-    return image
+    return image.convert("L")
 
 
-def _to_display_colours(resized: Image.Image, source: Image.Image) -> Image.Image:
-    """CMYK to RGB on the small image, through its ICC profile when it has one."""
-    if resized.mode != "CMYK":
-        return resized
+def _to_display_colours(resized: Image.Image, source: Image.Image) -> tuple[Image.Image, bytes | None]:
+    """sRGB pixels, converted on the small image, and the ICC profile to embed with them.
+
+    Untagged sources are taken as sRGB (the web's default) and stay untagged; a source tagged
+    with another space (Display P3, Adobe RGB, a CMYK press profile) is converted through its
+    profile and tagged with lcms' compact sRGB profile, never its own (which can be 100s of KB).
+    """
     profile = source.info.get("icc_profile")
-    if profile:
-        from PIL import ImageCms  # only CMYK images with a profile pay for importing littlecms
+    if resized.mode == "LAB":  # CIELAB is device independent: no profile needed to convert it
+        return _transform(resized, None, "LAB"), _srgb_profile() if profile else None
+    if not profile or resized.mode not in _ICC_SPACE_OF_MODE:
+        return (resized.convert("RGB") if resized.mode == "CMYK" else resized), None
+    source_profile = _profile(bytes(profile))
+    if source_profile is None or _is_srgb(source_profile):
+        return (resized.convert("RGB") if resized.mode == "CMYK" else resized), None
+    try:
+        return _transform(resized, source_profile, resized.mode), _srgb_profile()
+    except (ValueError, OSError):  # a profile lcms cannot use: show the values as they are
+        return (resized.convert("RGB") if resized.mode == "CMYK" else resized), None
 
-        try:
-            cmyk = ImageCms.ImageCmsProfile(io.BytesIO(profile))
-            converted = ImageCms.profileToProfile(resized, cmyk, ImageCms.createProfile("sRGB"), outputMode="RGB")
-        except (ImageCms.PyCMSError, OSError):
-            converted = None
-        if converted is not None:
-            return converted
-    return resized.convert("RGB")
+
+# The ICC colour space a profile must describe for the image mode it is embedded in.
+_ICC_SPACE_OF_MODE: Final = {"RGB": "RGB", "RGBA": "RGB", "CMYK": "CMYK", "L": "GRAY", "LA": "GRAY"}
 
 
-def _encode(image: Image.Image, size: int, spec: RenditionSpec, icc_profile: bytes | None) -> Rendition:
+@functools.lru_cache(maxsize=16)
+def _profile(data: bytes) -> ImageCms.ImageCmsProfile | None:
+    from PIL import ImageCms  # only images with a profile pay for importing littlecms
+
+    try:
+        return ImageCms.ImageCmsProfile(io.BytesIO(data))
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return None  # a damaged profile: the pixels are shown as they are
+
+
+def _is_srgb(profile: ImageCms.ImageCmsProfile) -> bool:
+    description = profile.profile.profile_description or ""
+    return "srgb" in description.lower()
+
+
+@functools.cache
+def _srgb_profile() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()  # ~600 bytes
+
+
+def _transform(image: Image.Image, source_profile: ImageCms.ImageCmsProfile | None, mode: str) -> Image.Image:
+    """image (in `mode`, described by source_profile; None: CIELAB) to sRGB, alpha kept."""
+    from PIL import ImageCms
+
+    space = _ICC_SPACE_OF_MODE.get(mode)
+    if source_profile is not None and source_profile.profile.xcolor_space.strip() != space:
+        raise ValueError(f"a {source_profile.profile.xcolor_space.strip()} profile on a {mode} image")
+    alpha = image.getchannel("A") if mode in ("RGBA", "LA") else None
+    colour = image.convert(mode.removesuffix("A")) if alpha is not None else image
+    in_mode = colour.mode
+    transform = _transform_for(source_profile, in_mode)
+    try:
+        converted = ImageCms.applyTransform(colour, transform)
+    except ImageCms.PyCMSError as error:
+        raise ValueError(str(error)) from error
+    assert converted is not None  # not in place: a new image
+    if alpha is not None:
+        converted.putalpha(alpha)
+    return converted
+
+
+@functools.lru_cache(maxsize=16)
+def _transform_for(source_profile: ImageCms.ImageCmsProfile | None, in_mode: str) -> ImageCms.ImageCmsTransform:
+    from PIL import ImageCms
+
+    source = source_profile if source_profile is not None else ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB"))
+    try:
+        return ImageCms.buildTransform(source, ImageCms.createProfile("sRGB"), in_mode, "RGB")
+    except ImageCms.PyCMSError as error:
+        raise ValueError(str(error)) from error
+
+
+def _encode(image: Image.Image, spec: RenditionSpec, icc_profile: bytes | None, source_format: str) -> bytes:
+    """Encode one rendition; an encoder's refusal is the input's fault, never retried."""
     output = image
     if spec.format == "JPEG" and image.mode in ("RGBA", "LA"):
         # Flatten on white (after resizing): convert("RGB") would turn transparent areas black.
         base_mode = "RGB" if image.mode == "RGBA" else "L"
         output = Image.new(base_mode, image.size, "white")
         output.paste(image, mask=image.getchannel("A"))
-    elif spec.format == "WEBP" and image.mode == "LA":
+    elif spec.format in ("WEBP", "AVIF") and image.mode == "LA":
         output = image.convert("RGBA")
+    elif spec.format == "AVIF" and image.mode == "L":
+        output = image.convert("RGB")
     buffer = io.BytesIO()
     options: dict[str, object] = {"quality": spec.quality}
     if icc_profile:
         options["icc_profile"] = icc_profile
     if spec.format == "WEBP":
         options["method"] = 4
-    output.save(buffer, spec.format, **options)  # no exif: outputs are upright, orientation never copied
-    return Rendition(size, image.width, image.height, spec.format, CONTENT_TYPES[spec.format], buffer.getvalue())
+    if spec.format == "AVIF":
+        options["speed"] = _AVIF_SPEED
+    try:
+        output.save(buffer, spec.format, **options)  # no exif: outputs are upright, orientation never copied
+    except _CONTENT_ERRORS as error:
+        message = str(error) or type(error).__name__
+        raise ImageRejected(
+            RejectReason.UNENCODABLE, f"cannot encode the {source_format} image as {spec.format}: {message}"
+        ) from error
+    return buffer.getvalue()
+
+
+# libavif's speed (0 slowest .. 10 fastest): `make bench` measures the trade against file size.
+_AVIF_SPEED: Final = 8

@@ -5,12 +5,17 @@ reprocess state machine writes `status`, `error` and `updated_at` directly):
 
     image_id, bucket, key, status (PROCESSING|SUCCEEDED|FAILED), created_at, updated_at,
     attempts, source_etag, source_sequencer, source_version_id?,
-    width?, height?, format?, bytes?, sha256?      what the decoder found, once SUCCEEDED
-    renditions? [{size, width, height, key, bytes, content_type}]
+    width?, height?, format?, frames?, bytes?, sha256?   what the decoder found, once SUCCEEDED
+    renditions? [{size, width, height, key, bytes, content_type}]   one per size, largest first
     error? {reason, detail, cause?}                 why it FAILED
 
 Timestamps are ISO-8601 UTC strings with milliseconds ("2026-11-25T10:00:00.000Z"): they sort
 as strings, which is what the "by-status" index (status, updated_at) and the cleanup compare.
+frames > 1: the renditions show the first frame of an animation (for HEIF, the primary image
+of a sequence or burst); absent on items written before it was recorded. Sizes whose
+renditions are byte-identical (every size larger than the source, which is never upscaled) share
+one key: one object, named after the smallest of those sizes. Readers find a size by "size",
+never by key; rendition_keys (a set) are the objects to keep or delete.
 A later version keeps the earlier version's image fields and renditions until it succeeds
 (the thumbnailer deletes the superseded renditions then).
 """
@@ -110,6 +115,7 @@ class SourceImage(_Attributes):
     format: str
     bytes: int
     sha256: str
+    frames: int | None = None  # > 1: an animation, sequence or burst (renditions show one frame)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ duplicate, concurrent and out-of-order events can never make the item regress to
 version, and SUCCEEDED is only written by the attempt that owns the newest version. The
 item's attributes are described in image_pipeline.record. Index "by-status" (status,
 updated_at) serves cleanup and reprocess. Every read and write of the table goes through here.
+Renditions of several sizes may share one key (one object for byte-identical renditions): the
+record's rendition_keys are the objects, its renditions the sizes.
 """
 
 from __future__ import annotations

@@ -185,6 +185,7 @@ class Thumbnailer:
             format=rendered.source.format,
             bytes=len(data),
             sha256=hashlib.sha256(data).hexdigest(),
+            frames=rendered.source.frames,
         )
         with _aws_errors_are_transient("recording the image item"):
             record = self._repository.mark_succeeded(ref, self._clock(), source, uploaded)
@@ -222,29 +223,41 @@ class Thumbnailer:
         return data, replace(ref, etag=ref.etag or response["ETag"].strip('"'))
 
     def _upload(self, ref: ObjectRef, renditions: tuple[imaging.Rendition, ...]) -> list[StoredRendition]:
-        def put(rendition: imaging.Rendition) -> StoredRendition:
-            key = rendition_key(ref.image_id, ref.etag, rendition.size, imaging.EXTENSIONS[rendition.format])
+        """One object per distinct body: sizes larger than the source render the same bytes, so
+        they share the object named after the smallest of them (see record: renditions)."""
+        keys: dict[bytes, str] = {}
+        for rendition in sorted(renditions, key=lambda r: r.size):
+            keys.setdefault(
+                rendition.body,
+                rendition_key(ref.image_id, ref.etag, rendition.size, imaging.EXTENSIONS[rendition.format]),
+            )
+        stored = {rendition.body: rendition for rendition in renditions}
+
+        def put(body: bytes) -> None:
             self._s3.put_object(
                 Bucket=self.settings.renditions_bucket,
-                Key=key,
-                Body=rendition.body,
-                ContentType=rendition.content_type,
+                Key=keys[body],
+                Body=body,
+                ContentType=stored[body].content_type,
                 CacheControl=_RENDITION_CACHE_CONTROL,
                 Metadata={"image-id": ref.image_id, "source-etag": ref.etag},
             )
-            return StoredRendition(
+
+        # Uploads are I/O bound: overlap them (the CPU work is already done).
+        workers = min(self.settings.upload_concurrency, len(keys)) or 1
+        with _aws_errors_are_transient("uploading renditions"), ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(put, keys))
+        return [
+            StoredRendition(
                 size=rendition.size,
                 width=rendition.width,
                 height=rendition.height,
-                key=key,
+                key=keys[rendition.body],
                 bytes=len(rendition.body),
                 content_type=rendition.content_type,
             )
-
-        # Uploads are I/O bound: overlap them (the CPU work is already done).
-        workers = min(self.settings.upload_concurrency, len(renditions)) or 1
-        with _aws_errors_are_transient("uploading renditions"), ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(put, renditions))
+            for rendition in renditions
+        ]
 
     def _fail(self, ref: ObjectRef, rejection: ImageRejected, started: float) -> Result:
         with _aws_errors_are_transient("recording the failure"):

@@ -36,6 +36,9 @@ ACCEPTED_CONTENT_TYPES: Final[Mapping[str, tuple[str, ...]]] = {
     "image/gif": ("gif",),
     "image/tiff": ("tif", "tiff"),
     "image/bmp": ("bmp",),
+    "image/avif": ("avif",),
+    "image/heic": ("heic",),  # what iPhones send; HEIF with HEVC pictures
+    "image/heif": ("heif", "hif"),
 }
 REQUEST_FIELDS: Final = ("content_type", "size", "name")
 SCOPE_LENGTH: Final = 16  # hex digits of the caller's scope: 64 bits, no collisions in practice
