@@ -1,9 +1,10 @@
-"""UploadUrlFunction: POST /uploads on UploadApi -> a presigned S3 POST for one image.
+"""UploadUrlFunction: POST /uploads on UploadApi -> a presigned S3 PUT for one image.
 
-Body: {"content_type": "image/jpeg", "size": 123456 (optional), "name": "holiday/cat.jpg" (optional)}.
-200 with {url, fields, key, content_type, max_bytes, expires_at}; 400 with {"message": why} for a
-request that cannot be granted, 409 for a key that exists. The key is in the caller's own folder,
-uploads/<caller scope>/. S3 enforces the limits when the caller posts the file.
+Body: {"content_type": "image/jpeg", "size": 123456, "name": "holiday/cat.jpg" (optional)}.
+200 with {method: "PUT", url, headers, key, content_type, size, expires_at}; 400 with
+{"message": why} for a request that cannot be granted, 409 for a key that exists. The key is in
+the caller's own folder, uploads/<caller scope>/. S3 enforces the signed headers when the caller
+PUTs the file, and refuses to replace an object (412).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def create_upload() -> dict[str, Any]:
             raise ServiceError(HTTPStatus.CONFLICT, str(error)) from error
         raise BadRequestError(str(error)) from error
     metrics.add_metric(name="UploadUrlsIssued", unit=MetricUnit.Count, value=1)
-    logger.info("presigned upload issued", extra={"key": upload.key, "max_bytes": upload.max_bytes})
+    logger.info("presigned upload issued", extra={"key": upload.key, "size": upload.size})
     return upload.to_dict()
 
 

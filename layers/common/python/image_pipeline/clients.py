@@ -50,8 +50,8 @@ class AwsClients:
 
     @cached_property
     def s3_presigner(self) -> S3Client:
-        """S3 for presigned requests: SigV4, which every region accepts (botocore presigns POSTs
-        with legacy SigV2 unless told otherwise)."""
+        """S3 for presigned requests: SigV4, which every region accepts and which signs the
+        request's headers (a presigned upload's If-None-Match, Content-Length, Content-Type)."""
         config = self._client_kwargs["config"].merge(Config(signature_version="s3v4"))
         return self.session.client("s3", **{**self._client_kwargs, "config": config})
 

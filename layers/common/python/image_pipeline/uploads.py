@@ -1,26 +1,29 @@
-"""Presigned uploads: check a request for one image upload, then sign an S3 POST for it.
+"""Presigned uploads: check a request for one image upload, then sign an S3 PUT for it.
 
 Every caller uploads into a folder of its own, uploads/<caller scope>/ (the scope is derived from
 its IAM identity), so no caller can name, and so replace, another's object (an overwrite would
-also delete the victim's renditions). Inside its own folder, a key that exists is refused (409).
-The POST policy is what keeps an upload within limits, and S3 enforces it, not this code: the
-exact key (under the caller's folder), a content-length-range up to the pipeline's size limit (or
-the size the caller declared), the declared image Content-Type, and a short expiry. The policy is
-signed with the function's credentials, so a caller who edits it invalidates the signature, and
-those credentials may only PutObject under the upload prefix.
+also delete the victim's renditions). Inside its own folder, S3 itself refuses to replace an
+object: the grant is a presigned PutObject whose signature covers `If-None-Match: *`, so S3
+answers 412 to a second PUT of the same URL and to the loser of a race for the key, and a request
+that drops the header no longer matches the signature (403). The signature also covers the exact
+key, the declared Content-Length (at most the pipeline's size limit) and Content-Type, and a short
+expiry. It is made with the function's credentials, which may only PutObject under the upload
+prefix, and only with If-None-Match. A key that exists already is refused early, with 409.
+Why PUT and not POST (POST uploads take no If-None-Match): docs/security.md, Presigned uploads.
 Importable without Pillow: the upload function stays small and starts fast.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qs, urlsplit
 
 from image_pipeline.config import UploadUrlSettings
 
@@ -69,7 +72,7 @@ def caller_scope(caller: str) -> str:
 @dataclass(frozen=True)
 class UploadRequest:
     content_type: str
-    size: int | None = None  # declared by the caller: the upload may not be larger
+    size: int  # declared by the caller: the signature holds the upload to exactly this many bytes
     name: str | None = None  # caller-chosen key below the upload prefix; a random one otherwise
 
     @classmethod
@@ -80,14 +83,16 @@ class UploadRequest:
         except json.JSONDecodeError:
             document = None
         if not isinstance(document, dict):
-            raise UploadRequestError('the body must be a JSON object, e.g. {"content_type": "image/jpeg"}')
+            raise UploadRequestError('the body must be a JSON object, e.g. {"content_type": "image/jpeg", "size": 123}')
         if unknown := sorted(set(document) - set(REQUEST_FIELDS)):
             raise UploadRequestError(f"unknown fields: {', '.join(unknown)} (accepted: {', '.join(REQUEST_FIELDS)})")
         content_type = document.get("content_type")
         if not isinstance(content_type, str) or not content_type.strip():
             raise UploadRequestError('content_type is required, e.g. "image/jpeg"')
         size, name = document.get("size"), document.get("name")
-        if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
+        if size is None:
+            raise UploadRequestError("size is required: the exact number of bytes you will upload (S3 checks it)")
+        if not isinstance(size, int) or isinstance(size, bool):
             raise UploadRequestError("size must be a whole number of bytes")
         if name is not None and not isinstance(name, str):
             raise UploadRequestError("name must be a string")
@@ -96,31 +101,30 @@ class UploadRequest:
 
 @dataclass(frozen=True)
 class PresignedUpload:
-    """What the caller needs: POST `fields` plus a `file` part, as multipart/form-data, to `url`."""
+    """What the caller needs: PUT the file's bytes to `url` with exactly these `headers`."""
 
     url: str
-    fields: dict[str, str]
+    headers: dict[str, str]
     key: str
     content_type: str
-    max_bytes: int
-    expires_at: str  # ISO 8601, from the signed policy itself
+    size: int
+    expires_at: str  # ISO 8601, from the signed URL itself
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "method": "POST",
+            "method": "PUT",
             "url": self.url,
-            "fields": self.fields,
+            "headers": self.headers,
             "key": self.key,
             "content_type": self.content_type,
-            "max_bytes": self.max_bytes,
+            "size": self.size,
             "expires_at": self.expires_at,
         }
 
 
-def decode_policy(fields: Mapping[str, str]) -> dict[str, Any]:
-    """The POST policy document carried, base64-encoded, in a presigned POST's fields."""
-    policy: dict[str, Any] = json.loads(base64.b64decode(fields["policy"]))
-    return policy
+def signed_query(url: str) -> dict[str, str]:
+    """The SigV4 query parameters of a presigned URL (X-Amz-Date, X-Amz-SignedHeaders, ...)."""
+    return {name: values[0] for name, values in parse_qs(urlsplit(url).query).items()}
 
 
 class UploadSigner:
@@ -136,10 +140,8 @@ class UploadSigner:
             )
         return extensions
 
-    def _max_bytes(self, request: UploadRequest) -> int:
+    def _size(self, request: UploadRequest) -> int:
         limit = self._settings.max_upload_bytes
-        if request.size is None:
-            return limit
         if request.size < 1:
             raise UploadRequestError("size must be at least 1 byte")
         if request.size > limit:
@@ -174,28 +176,37 @@ class UploadSigner:
 
     def presign(self, request: UploadRequest, caller: str) -> PresignedUpload:
         key = self.key_for(request, caller)
-        max_bytes = self._max_bytes(request)
-        # S3's POST uploads take no If-None-Match (conditional writes are PutObject's and
-        # CompleteMultipartUpload's): refuse an existing key here; the grant is for one key, short-lived.
-        if self._exists(key):
+        size = self._size(request)
+        if self._exists(key):  # S3 would refuse the PUT (412); say so now, before any bytes move
             raise UploadConflict(f"{key} exists already; uploads never replace an object: choose another name")
-        post = self._s3.generate_presigned_post(
-            Bucket=self._settings.ingest_bucket,
-            Key=key,  # boto3 adds the exact-key condition
-            Fields={"Content-Type": request.content_type},
-            Conditions=[
-                ["starts-with", "$key", self.folder(caller)],
-                ["content-length-range", 1, max_bytes],
-                {"Content-Type": request.content_type},
-            ],
+        # What the upload must carry, and the signature covers: S3 refuses a request that drops or
+        # changes one (403), and, for If-None-Match: *, a PUT onto a key that exists (412).
+        headers = {"Content-Length": str(size), "Content-Type": request.content_type, "If-None-Match": "*"}
+        url = self._s3.generate_presigned_url(
+            "put_object",
+            Params={
+                "Bucket": self._settings.ingest_bucket,
+                "Key": key,
+                "ContentLength": size,
+                "ContentType": request.content_type,
+                "IfNoneMatch": "*",
+            },
             ExpiresIn=self._settings.url_expiry_seconds,
+            HttpMethod="PUT",
         )
-        fields = {name: str(value) for name, value in post["fields"].items()}
+        query = signed_query(url)
+        signed = set(query.get("X-Amz-SignedHeaders", "").split(";"))
+        if missing := [name for name in headers if name.lower() not in signed]:
+            # Unsigned, a header is the caller's to change or drop: S3 would no longer hold the
+            # upload to it. Refuse to hand out such a URL rather than a weaker grant.
+            raise RuntimeError(f"the presigned URL does not sign {', '.join(missing)} (needs a SigV4 presigner)")
+        issued = datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        expires = issued + timedelta(seconds=int(query["X-Amz-Expires"]))
         return PresignedUpload(
-            url=post["url"],
-            fields=fields,
+            url=url,
+            headers=headers,
             key=key,
             content_type=request.content_type,
-            max_bytes=max_bytes,
-            expires_at=str(decode_policy(fields)["expiration"]),
+            size=size,
+            expires_at=expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
