@@ -45,13 +45,15 @@ typecheck: $(STAMP)  ## mypy (strict)
 template-lint: $(STAMP)  ## sam validate --lint (cfn-lint) on template.yaml
 	$(BIN)/sam validate --lint --template template.yaml
 
-# Scanned twice: as written (Metadata skips sit next to the resources) and as deployed, after the
-# SAM transform, where the generated roles, permissions and APIs become visible to the checks;
+# Scanned twice: as written (Metadata skips sit next to the resources), with the Fn::ForEach loops
+# unrolled (checkov does not expand them and would skip their resources), and as deployed, after
+# the SAM transform, where the generated roles, permissions and APIs become visible to the checks;
 # with every optional feature on (checkov leaves out resources whose Condition is false).
-security: $(STAMP) $(SECURITY_STAMP)  ## checkov on template.yaml and on its CloudFormation translation
+security: $(STAMP) $(SECURITY_STAMP)  ## checkov on template.yaml (loops unrolled) and on its CloudFormation translation
+	$(BIN)/pipeline translate --all-features --expand-only -o build/security/template.expanded.json
 	$(BIN)/pipeline translate --all-features -o build/security/template.cfn.json
 	CKV_PARSE_ERROR_FAIL=true CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE $(SECURITY_VENV)/bin/checkov --framework cloudformation \
-	  --skip-download --compact --quiet -f template.yaml -f build/security/template.cfn.json
+	  --skip-download --compact --quiet -f build/security/template.expanded.json -f build/security/template.cfn.json
 
 unit: $(STAMP)  ## unit tests (moto, no network)
 	$(BIN)/python -m pytest tests/unit -q

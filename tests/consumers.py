@@ -136,7 +136,9 @@ class Consumer:
 
 
 def _logical_id(reference: Any) -> str:
-    """The resource a `!Ref X` or `!GetAtt X.Attr` names."""
+    """The resource a `!Ref X`, `!GetAtt X.Attr` or `!Sub "${X.Attr}"` (a Fn::ForEach loop's form) names."""
+    if "Fn::Sub" in reference:
+        return str(reference["Fn::Sub"]).removeprefix("${").removesuffix("}").split(".")[0]
     return str(reference["Ref"] if "Ref" in reference else reference["Fn::GetAtt"][0])
 
 

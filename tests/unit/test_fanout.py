@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from image_pipeline.events import event_for_record
 from image_pipeline.record import FailureReason, ImageRecord, ImageStatus, SourceImage, SourceVersion
 from pipeline_cli.__main__ import main as pipeline
+from pipeline_cli.project import PROJECT_ROOT
 from pipeline_cli.twin.runtime import load_handler
 from pipeline_cli.twin.template import load_template, resolve, resource
 from pipeline_cli.webhook_receiver import WebhookServer
@@ -59,8 +61,25 @@ def _parameter_max(value: Any) -> int:
     return int(load_template()["Parameters"][value["Ref"]]["MaxValue"]) if isinstance(value, dict) else int(value)
 
 
+def _named(value: Any) -> Any:
+    """`value` with each reference replaced by what it names, however written (a loop writes
+    `!Sub "${X.Arn}"` where a block writes `!GetAtt X.Arn`): a resource's Ref as "X", an
+    attribute as "X.Attribute", a parameter as its name."""
+    template = load_template()
+    names = {name: name for name in [*template["Parameters"], *template["Resources"]]}
+    attributes = {
+        f"{logical_id}.{attribute}" for logical_id in template["Resources"] for attribute in ("Arn", "QueueName")
+    }
+    return resolve(value, names | {attribute: attribute for attribute in attributes})
+
+
 def test_the_consumers_are_found_in_the_template() -> None:
-    assert {"Webhook", "Audit"} <= set(CONSUMERS)
+    # Each consumer found is a handler directory and its own test file (the recipe in docs/add-a-consumer.md).
+    assert len(CONSUMERS) >= 2
+    for consumer in CONSUMERS:
+        code = resource(f"{consumer}Function")["Properties"]["CodeUri"]
+        assert (PROJECT_ROOT / code / "app.py").is_file()
+        assert (PROJECT_ROOT / "tests" / "unit" / f"test_{Path(code).name}.py").is_file()
 
 
 @pytest.mark.parametrize("consumer", CONSUMERS)
@@ -74,9 +93,9 @@ def test_each_consumer_queue_is_encrypted_dead_lettered_and_outlives_its_functio
     assert dead_letter["SqsManagedSseEnabled"] is True
     assert dead_letter["MessageRetentionPeriod"] == FOURTEEN_DAYS
     assert queue["MessageRetentionPeriod"] < dead_letter["MessageRetentionPeriod"]
-    assert queue["RedrivePolicy"] == {
-        "deadLetterTargetArn": {"Fn::GetAtt": [f"{consumer}DeadLetterQueue", "Arn"]},
-        "maxReceiveCount": {"Ref": f"{consumer}MaxReceiveCount" if consumer == "Webhook" else "MaxReceiveCount"},
+    assert _named(queue["RedrivePolicy"]) == {
+        "deadLetterTargetArn": f"{consumer}DeadLetterQueue.Arn",
+        "maxReceiveCount": f"{consumer}MaxReceiveCount",
     }
     window = _parameter_max(source["Properties"]["MaximumBatchingWindowInSeconds"])
     assert queue["VisibilityTimeout"] >= 6 * function["Timeout"] + window
@@ -91,7 +110,8 @@ def test_only_the_image_events_topic_may_send_to_a_consumer_queue(consumer: str)
     [allow] = [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
     subscription = resource(f"{consumer}Subscription")["Properties"]
 
-    assert policy["Queues"] == [{"Ref": f"{consumer}Queue"}]
+    assert _named(policy["Queues"]) == [f"{consumer}Queue"]
+    assert _named(allow["Resource"]) == f"{consumer}Queue.Arn"
     assert allow["Principal"] == {"Service": "sns.amazonaws.com"}
     assert allow["Action"] == "sqs:SendMessage"
     assert allow["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Ref": "ImageEventsTopic"}}}
@@ -118,18 +138,17 @@ def test_a_consumer_function_can_reach_only_its_own_queue_and_the_idempotency_ta
 def test_every_dead_letter_queue_and_function_has_an_alarm_on_the_alarm_topic() -> None:
     resources = load_template()["Resources"]
     alarms = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
-    # What each dimension names, however written: a resource's Ref as "X", its QueueName as "X.QueueName".
-    names = {logical_id: logical_id for logical_id in resources} | {
-        f"{logical_id}.QueueName": f"{logical_id}.QueueName" for logical_id in resources
-    }
-    watched = {(alarm["MetricName"], resolve(alarm["Dimensions"][0]["Value"], names)) for alarm in alarms}
-    for queue in (
-        "WebhookDeadLetterQueue",
-        "AuditDeadLetterQueue",
-        "ThumbnailFailuresQueue",
-        "CleanupScheduleDeadLetterQueue",
-    ):
-        assert ("ApproximateNumberOfMessagesVisible", f"{queue}.QueueName") in watched
+    watched = {(alarm["MetricName"], _named(alarm["Dimensions"][0]["Value"])) for alarm in alarms}
+    # Every queue no function reads (the ones with a RedrivePolicy are event sources): the dead-letter
+    # and failure queues, where a message means something failed for good.
+    holding_queues = [
+        name
+        for name, r in resources.items()
+        if r["Type"] == "AWS::SQS::Queue" and "RedrivePolicy" not in r.get("Properties", {})
+    ]
+    assert len(holding_queues) >= 4
+    for queue in holding_queues:
+        assert ("ApproximateNumberOfMessagesVisible", f"{queue}.QueueName") in watched, f"no alarm on {queue}"
     functions = [name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"]
     for function in functions:
         for metric in ("Errors", "Throttles"):
@@ -138,12 +157,23 @@ def test_every_dead_letter_queue_and_function_has_an_alarm_on_the_alarm_topic() 
     assert resources["AlarmTopic"]["Properties"]["KmsMasterKeyId"] == {"Ref": "AlarmTopicKey"}
 
 
-def test_the_webhook_exists_only_when_a_url_is_configured() -> None:
+def test_each_alarm_exists_exactly_when_what_it_watches_does() -> None:
     resources = load_template()["Resources"]
-    webhook_resources = [name for name in resources if name.startswith("Webhook")]
+    for name, spec in resources.items():
+        if spec["Type"] == "AWS::CloudWatch::Alarm":
+            watched = str(_named(spec["Properties"]["Dimensions"][0]["Value"])).split(".")[0]
+            assert spec.get("Condition") == resources[watched].get("Condition"), name
 
-    assert len(webhook_resources) >= 8
-    assert all(resources[name].get("Condition") == "HasWebhook" for name in webhook_resources)
+
+def test_the_webhook_acts_only_when_a_url_is_configured() -> None:
+    resources = load_template()["Resources"]
+    # Its queues (every consumer's, from one loop) stay without a URL, idle: nothing subscribes them.
+    idle = {"WebhookDeadLetterQueue", "WebhookQueue", "WebhookQueuePolicy", "WebhookDeadLetterQueueAlarm"}
+    acting = [name for name in resources if name.startswith("Webhook") and name not in idle]
+
+    assert idle <= set(resources)
+    assert {"WebhookSubscription", "WebhookFunction", "WebhookSigningSecret", "WebhookLogGroup"} <= set(acting)
+    assert all(resources[name].get("Condition") == "HasWebhook" for name in acting)
     assert load_template()["Conditions"]["HasWebhook"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "WebhookUrl"}, ""]}]}
 
 

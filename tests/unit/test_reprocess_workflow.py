@@ -35,6 +35,7 @@ from pipeline_cli.twin.moto_compat import Invocation, route_lambda_invocations, 
 from pipeline_cli.twin.runtime import load_handler
 from pipeline_cli.twin.template import load_template, resource
 from tests import statemachine
+from tests.consumers import consumers_of
 from tests.s3events import next_sequencer, s3_put_event
 from tests.stack import TestStack
 
@@ -267,12 +268,12 @@ def event_types(stack: TestStack, url: str) -> list[str]:
     return [json.loads(message["Body"])["event_type"] for message in response.get("Messages", [])]
 
 
-def test_summaries_reach_operators_not_the_webhook_or_audit_consumers(
-    stack: TestStack, deploy: Callable[..., Workflow]
-) -> None:
+def test_summaries_reach_operators_not_the_consumers(stack: TestStack, deploy: Callable[..., Workflow]) -> None:
     seed_failed(stack, ["uploads/one.jpg"])
-    webhook = fan_out_queue(stack, "WebhookSubscription")
-    audit = fan_out_queue(stack, "AuditSubscription")
+    consumer_queues = {
+        consumer.subscription: fan_out_queue(stack, consumer.subscription)
+        for consumer in consumers_of("ImageEventsTopic")
+    }
     workflow = deploy()
 
     [completed] = workflow.run({"status": "FAILED"})
@@ -284,8 +285,8 @@ def test_summaries_reach_operators_not_the_webhook_or_audit_consumers(
         "ReprocessCompleted",
         "ReprocessFailed",
     ]
-    assert event_types(stack, webhook) == ["ImageProcessed"]  # the image's own event only
-    assert event_types(stack, audit) == ["ImageProcessed"]
+    for subscription, queue in consumer_queues.items():  # the image's own event only
+        assert event_types(stack, queue) == ["ImageProcessed"], subscription
 
 
 # -- the code steps on their own --------------------------------------------------------------
