@@ -1,6 +1,6 @@
 """The fan-out half of the stack in moto, built FROM template.yaml, and the twin's SQS poller on it.
 
-`create_fanout_stack` makes ImageEventsTopic's two consumer queues with their DLQs, queue
+`create_fanout_stack` makes the queues of every consumer of ImageEventsTopic with their DLQs, queue
 attributes, subscriptions (raw delivery, filter policy) and IdempotencyTable exactly as the
 template declares them. `event_source` is the twin's SQS poller (Lambda's event source
 mapping, with the template's BatchSize and FunctionResponseTypes) for a consumer's queue.
