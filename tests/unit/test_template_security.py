@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pipeline_cli.__main__ import main as pipeline
+from pipeline_cli.project import TEMPLATE_PATH
 from pipeline_cli.twin.template import load_template
 from pipeline_cli.twin.translate import ALL_FEATURES, false_conditions, translate_template, with_parameter_defaults
 
@@ -113,6 +116,21 @@ def test_the_scan_sees_every_optional_feature() -> None:
     assert false_conditions(translate_template(load_template())) != []  # off by default...
     translated = with_parameter_defaults(translate_template(load_template(), ALL_FEATURES), ALL_FEATURES)
     assert false_conditions(translated) == []  # ...and all on for the scan
+
+
+def test_the_scan_as_written_sees_every_resource_a_loop_makes(tmp_path: Path) -> None:
+    """checkov does not expand Fn::ForEach: `make security` scans the template with its loops unrolled."""
+    scanned = tmp_path / "template.expanded.json"
+
+    assert pipeline(["translate", "--all-features", "--expand-only", "-o", str(scanned)]) == 0
+    written = json.loads(scanned.read_text(encoding="utf-8"))
+    assert "\n  Fn::ForEach::" in TEMPLATE_PATH.read_text(encoding="utf-8")  # loops in Resources, as written
+    deployed = translate_template(load_template(), ALL_FEATURES)["Resources"]
+    looped_kinds = ("AWS::SQS::Queue", "AWS::SQS::QueuePolicy", "AWS::CloudWatch::Alarm")
+    assert {name for name, spec in deployed.items() if spec["Type"] in looped_kinds} <= set(written["Resources"])
+    assert not any(key.startswith("Fn::ForEach::") for key in written["Resources"])
+    assert written["Transform"] == "AWS::Serverless-2016-10-31"
+    assert false_conditions(written) == []
 
 
 def test_every_checkov_skip_in_the_template_says_why() -> None:
