@@ -1,8 +1,9 @@
-"""ThumbnailFunction: S3 ObjectCreated events, or direct reprocess requests, -> renditions.
+"""ThumbnailFunction: S3 ObjectCreated events, or direct re-render requests, -> renditions.
 
-Direct request (Step Functions reprocess): {"bucket": ..., "key": ..., "sizes": [1024, 256]?}.
-It re-renders the object's current version even if it was processed before, and returns that
-one image's result (an S3 event returns {"results": [...]}, one per record).
+Direct requests (the reprocess and backfill workflows): one image {"bucket", "key", "sizes"?} or a
+batch {"images": [...], ...}, described in image_pipeline.rerender. They re-render each object's
+current version unless it is already rendered at the spec asked for. An S3 event returns
+{"results": [...]}, one per record.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from image_pipeline.clients import AwsClients
-from image_pipeline.config import ThumbnailSettings, parse_sizes
+from image_pipeline.config import ThumbnailSettings
 from image_pipeline.events import EventPublisher
 from image_pipeline.keys import ObjectRef
 from image_pipeline.observability import trace_lambda_handler
 from image_pipeline.repository import ImagesRepository
+from image_pipeline.rerender import RenderRequest, render
 from image_pipeline.thumbnailer import Outcome, Result, Thumbnailer
 
 settings = ThumbnailSettings.from_env()
@@ -69,11 +71,9 @@ def _record(result: Result) -> None:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     thumbnailer = build_thumbnailer(clients)
     if "Records" not in event:
-        sizes = parse_sizes(",".join(map(str, event["sizes"]))) if event.get("sizes") else None
-        # A gone object raises ImageRejected: the workflow records it on the item, never retries it.
-        result = thumbnailer.reprocess(str(event["bucket"]), str(event["key"]), sizes=sizes)
-        _record(result)
-        return result.to_dict()
+        # One image whose object is gone raises ImageRejected: the reprocess workflow records it on
+        # the item, never retries it. A batch's transient failures raise TransientError: retried.
+        return render(thumbnailer, RenderRequest.parse(event), _record)
     results = [thumbnailer.process(ref) for ref in refs_from_s3_event(S3Event(event))]
     for result in results:
         _record(result)

@@ -51,7 +51,7 @@ def test_retry_of_an_unfinished_attempt_may_claim_again(stack: TestStack) -> Non
 def test_finished_version_is_a_duplicate_and_stays_finished(stack: TestStack) -> None:
     repo = repository(stack)
     repo.claim(ref("0A"), NOW)
-    assert repo.mark_succeeded(ref("0A"), NOW, image(10, 5), []) is not None
+    assert repo.mark_succeeded(ref("0A"), NOW, image(10, 5), [], "spec1") is not None
     claim = repo.claim(ref("0A"), LATER)
     assert claim.outcome is ClaimOutcome.DUPLICATE
     assert claim.previous is not None
@@ -64,7 +64,7 @@ def test_finished_version_is_a_duplicate_and_stays_finished(stack: TestStack) ->
 def test_older_event_after_newer_is_stale(stack: TestStack) -> None:
     repo = repository(stack)
     repo.claim(ref("0B", etag="new"), NOW)
-    repo.mark_succeeded(ref("0B", etag="new"), NOW, image(1, 1), [])
+    repo.mark_succeeded(ref("0B", etag="new"), NOW, image(1, 1), [], "spec1")
     assert repo.claim(ref("0A", etag="old"), LATER).outcome is ClaimOutcome.STALE
     item = repo.get(ref("0A").image_id)
     assert item is not None
@@ -79,9 +79,9 @@ def test_newer_version_takes_over_and_the_older_attempt_cannot_finish(stack: Tes
     assert claim.outcome is ClaimOutcome.CLAIMED
     assert claim.previous is not None
     assert claim.previous.source.etag == "old"
-    assert repo.mark_succeeded(ref("0A", etag="old"), LATER, image(1, 1), []) is None
+    assert repo.mark_succeeded(ref("0A", etag="old"), LATER, image(1, 1), [], "spec1") is None
     assert repo.mark_failed(ref("0A", etag="old"), LATER, "corrupt", "x") is None
-    finished = repo.mark_succeeded(ref("0B", etag="new"), LATER, image(2, 2), [])
+    finished = repo.mark_succeeded(ref("0B", etag="new"), LATER, image(2, 2), [], "spec1")
     assert finished is not None
     assert finished.image == image(2, 2)
 
@@ -95,7 +95,7 @@ def test_failure_records_reason_and_success_clears_it(stack: TestStack) -> None:
     assert failed.error == FailureReason("truncated", "image file is truncated")
     forced = ObjectRef(bucket="test-ingest", key="uploads/a.jpg", etag="etag-a", sequencer="")
     assert repo.claim(forced, LATER, force=True).outcome is ClaimOutcome.CLAIMED
-    done = repo.mark_succeeded(forced, LATER, image(3, 3), [])
+    done = repo.mark_succeeded(forced, LATER, image(3, 3), [], "spec1")
     assert done is not None
     assert done.status is ImageStatus.SUCCEEDED
     assert done.error is None
@@ -107,6 +107,31 @@ def test_forced_reprocess_of_a_replaced_object_is_stale(stack: TestStack) -> Non
     repo.claim(ref("0A", etag="current"), NOW)
     forced = ObjectRef(bucket="test-ingest", key="uploads/a.jpg", etag="gone", sequencer="")
     assert repo.claim(forced, LATER, force=True).outcome is ClaimOutcome.STALE
+
+
+def test_a_re_render_at_the_spec_the_item_succeeded_with_is_current_and_changes_nothing(stack: TestStack) -> None:
+    repo = repository(stack)
+    repo.claim(ref("0A"), NOW)
+    done = repo.mark_succeeded(ref("0A"), NOW, image(3, 3), [], "spec1")
+    assert done is not None
+    assert done.rendition_spec == "spec1"
+    forced = ObjectRef(bucket="test-ingest", key="uploads/a.jpg", etag="etag-a", sequencer="")
+
+    current = repo.claim(forced, LATER, force=True, spec_version="spec1")
+
+    assert current.outcome is ClaimOutcome.CURRENT
+    assert repo.get(done.image_id) == done  # not even updated_at or attempts moved
+    assert repo.claim(forced, LATER, force=True, spec_version="spec2").outcome is ClaimOutcome.CLAIMED
+
+
+def test_a_re_render_of_a_failed_item_at_the_same_spec_is_claimed(stack: TestStack) -> None:
+    repo = repository(stack)
+    repo.claim(ref("0A"), NOW)
+    repo.mark_succeeded(ref("0A"), NOW, image(3, 3), [], "spec1")
+    repo.claim(ref("0B"), LATER)
+    repo.mark_failed(ref("0B"), LATER, "truncated", "image file is truncated")
+    forced = ObjectRef(bucket="test-ingest", key="uploads/a.jpg", etag="etag-a", sequencer="")
+    assert repo.claim(forced, LATER, force=True, spec_version="spec1").outcome is ClaimOutcome.CLAIMED
 
 
 def test_status_pages_list_oldest_first(stack: TestStack) -> None:

@@ -2,8 +2,9 @@
 
 Message body (JSON): {"schema_version", "event_type", "event_id", "occurred_at", "image": {...},
 "error": {...}?}. Message attributes `event_type` and `format` let subscribers filter.
-`event_id` is derived from the image version and outcome, so re-publishing the same outcome
-(a retried Lambda, a duplicate S3 event) yields the same id and idempotent consumers drop it.
+`event_id` is derived from the image version, the rendition spec version and the outcome, so
+re-publishing the same outcome (a retried Lambda, a duplicate S3 event) yields the same id and
+idempotent consumers drop it, while a re-render at a new spec is news they all hear.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ _IMAGE_FIELDS = (
     "format",
     "bytes",
     "sha256",
+    "rendition_spec",
     "renditions",
     "updated_at",
 )
@@ -85,7 +87,10 @@ def event_for_record(record: ImageRecord) -> ImageEvent:
     item = record.to_dict()
     image = {name: item[name] for name in _IMAGE_FIELDS if name in item}
     rendition_keys = ",".join(rendition.key for rendition in record.renditions)
-    identity = "|".join((record.image_id, record.source.etag, record.source.sequencer, event_type))
+    version = [record.image_id, record.source.etag, record.source.sequencer]
+    if record.rendition_spec is not None:  # absent on items rendered before specs had versions: their ids stay
+        version.append(record.rendition_spec)
+    identity = "|".join((*version, event_type))
     error = record.error.to_dict() if not succeeded and record.error is not None else None
     image_format = (record.image.format if record.image else "") or "unknown"
     return ImageEvent(

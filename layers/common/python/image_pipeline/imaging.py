@@ -23,7 +23,9 @@ What makes it right on real files (docs/conformance.md has the corpus and the re
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
+import json
 import re
 import struct
 import warnings
@@ -32,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+import PIL
 from PIL import (  # noqa: F401  # importing a plugin registers it: only the formats we open
     BmpImagePlugin,
     GifImagePlugin,
@@ -91,6 +94,9 @@ _CONTENT_ERRORS: Final = (
     struct.error,
 )
 _BOMB_PIXELS: Final = re.compile(r"\((\d+) pixels\)")
+# Bump when a change to this module changes the renditions it makes: every image is then at an
+# older spec version, and a backfill re-renders the library (docs/backfill.md).
+RENDERER_REVISION: Final = 1
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,13 @@ class RenditionSpec:
     format: str = "JPEG"
     quality: int = 82
     max_pixels: int = 50_000_000
+
+    @property
+    def version(self) -> str:
+        """A short hash of what decides a rendition's bytes: sizes, format, quality, this renderer's
+        revision and Pillow's version (max_pixels only decides whether an image is rendered)."""
+        identity = [list(self.sizes), self.format, self.quality, RENDERER_REVISION, PIL.__version__]
+        return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,14 @@ def image_id_for(bucket: str, key: str) -> str:
     return hashlib.sha256(f"{bucket}/{key}".encode()).hexdigest()[:32]
 
 
-def rendition_key(image_id: str, source_etag: str, size: int, extension: str) -> str:
-    """renditions/{image_id}/{etag}/{size}.{ext}.
+def rendition_key(image_id: str, source_etag: str, spec_version: str, size: int, extension: str) -> str:
+    """renditions/{image_id}/{etag}/{spec version}/{size}.{ext}.
 
     The source etag in the path makes each rendition immutable (cacheable forever) and means a
-    late writer for an older version can never overwrite the newer version's files.
+    late writer for an older version can never overwrite the newer version's files; the spec
+    version (imaging.RenditionSpec.version) does the same for a re-render with other settings.
     """
-    return f"{RENDITIONS_PREFIX}{image_id}/{source_etag}/{size}.{extension}"
+    return f"{RENDITIONS_PREFIX}{image_id}/{source_etag}/{spec_version}/{size}.{extension}"
 
 
 def image_id_from_rendition_key(key: str) -> str | None:

@@ -7,6 +7,7 @@ reprocess state machine writes `status`, `error` and `updated_at` directly):
     attempts, source_etag, source_sequencer, source_version_id?,
     width?, height?, format?, frames?, bytes?, sha256?   what the decoder found, once SUCCEEDED
     renditions? [{size, width, height, key, bytes, content_type}]   one per size, largest first
+    rendition_spec?                                 the spec version that made the renditions
     error? {reason, detail, cause?}                 why it FAILED
 
 Timestamps are ISO-8601 UTC strings with milliseconds ("2026-11-25T10:00:00.000Z"): they sort
@@ -16,6 +17,10 @@ of a sequence or burst); absent on items written before it was recorded. Sizes w
 renditions are byte-identical (every size larger than the source, which is never upscaled) share
 one key: one object, named after the smallest of those sizes. Readers find a size by "size",
 never by key; rendition_keys (a set) are the objects to keep or delete.
+rendition_spec is imaging.RenditionSpec.version (a short hash of sizes, format, quality, renderer
+revision and Pillow's version): a re-render at another spec writes new keys (the version is in
+them) and a backfill skips an item already at the current one; items rendered before specs had
+versions have none.
 A later version keeps the earlier version's image fields and renditions until it succeeds
 (the thumbnailer deletes the superseded renditions then).
 """
@@ -153,6 +158,7 @@ class ImageRecord:
     image: SourceImage | None = None
     renditions: tuple[StoredRendition, ...] = ()
     error: FailureReason | None = None
+    rendition_spec: str | None = None
 
     @property
     def rendition_keys(self) -> frozenset[str]:
@@ -175,6 +181,8 @@ class ImageRecord:
             values["source_version_id"] = self.source.version_id
         if self.image is not None:
             values |= self.image.to_dict()
+        if self.rendition_spec is not None:
+            values["rendition_spec"] = self.rendition_spec
         if self.renditions:
             values["renditions"] = [rendition.to_dict() for rendition in self.renditions]
         if self.error is not None:
@@ -207,6 +215,7 @@ class ImageRecord:
             image=SourceImage.from_dict(values, where) if "width" in values else None,
             renditions=tuple(StoredRendition.from_dict(r, f"{where}, rendition") for r in renditions),
             error=FailureReason.from_dict(error, f"{where}, error") if error is not None else None,
+            rendition_spec=_optional(values, "rendition_spec", str, where),
         )
 
     def to_item(self) -> dict[str, Any]:

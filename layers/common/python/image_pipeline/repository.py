@@ -39,6 +39,7 @@ class ClaimOutcome(StrEnum):
     CLAIMED = "claimed"  # this attempt owns the version: go ahead
     DUPLICATE = "duplicate"  # this exact version is already SUCCEEDED/FAILED
     STALE = "stale"  # the item already reflects a newer version
+    CURRENT = "current"  # a re-render request, and this version is already rendered at the spec asked for
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,12 @@ class ImagesRepository:
         item = response.get("Item")
         return ImageRecord.from_item(item) if item else None
 
-    def claim(self, ref: ObjectRef, now: str, *, force: bool = False) -> Claim:
+    def claim(self, ref: ObjectRef, now: str, *, force: bool = False, spec_version: str | None = None) -> Claim:
         """Mark the version PROCESSING if it is newer than what the item holds.
 
         A repeat of the same version while PROCESSING is allowed (Lambda's retry of a crashed
-        attempt). `force` (reprocess) re-runs the version the item already holds, whatever its status.
+        attempt). `force` (reprocess, backfill) re-runs the version the item already holds, whatever
+        its status, unless it SUCCEEDED at `spec_version` already (CURRENT: nothing to re-render).
         """
         sequencer = normalize_sequencer(ref.sequencer)
         values: dict[str, Any] = {
@@ -101,9 +103,12 @@ class ImagesRepository:
             set_clauses.append("source_version_id = :version")
         if force:
             # A reprocess request has no sequencer: keep the recorded one as the ordering guard.
-            condition = "attribute_not_exists(image_id) OR source_etag = :etag"
+            condition = "(attribute_not_exists(image_id) OR source_etag = :etag)"
             set_clauses.append("source_sequencer = if_not_exists(source_sequencer, :seq)")
             values[":seq"] = sequencer
+            if spec_version is not None:
+                condition += " AND NOT (#status = :succeeded AND rendition_spec = :spec)"
+                values.update({":succeeded": ImageStatus.SUCCEEDED.value, ":spec": spec_version})
         else:
             values[":seq"] = sequencer
             set_clauses.append("source_sequencer = :seq")
@@ -128,6 +133,8 @@ class ImagesRepository:
             found_raw: Mapping[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
             found = ImageRecord.from_item(found_raw) if found_raw else self.get(ref.image_id)
             same_version = found is not None and found.source.sequencer == sequencer
+            if force and found is not None and found.source.etag == ref.etag:
+                return Claim(ClaimOutcome.CURRENT, found)
             if force or not same_version:
                 return Claim(ClaimOutcome.STALE, found)
             return Claim(ClaimOutcome.DUPLICATE, found)
@@ -135,10 +142,19 @@ class ImagesRepository:
         return Claim(ClaimOutcome.CLAIMED, ImageRecord.from_item(old) if old else None)
 
     def mark_succeeded(
-        self, ref: ObjectRef, now: str, image: SourceImage, renditions: Sequence[StoredRendition]
+        self,
+        ref: ObjectRef,
+        now: str,
+        image: SourceImage,
+        renditions: Sequence[StoredRendition],
+        spec_version: str,
     ) -> ImageRecord | None:
         """Record success if this attempt still owns the version; None if a newer one took over."""
-        fields = {**image.to_dict(), "renditions": [rendition.to_dict() for rendition in renditions]}
+        fields = {
+            **image.to_dict(),
+            "renditions": [rendition.to_dict() for rendition in renditions],
+            "rendition_spec": spec_version,
+        }
         return self._finish(ref, ImageStatus.SUCCEEDED, now, fields, clear_error=True)
 
     def mark_failed(self, ref: ObjectRef, now: str, reason: str, detail: str) -> ImageRecord | None:

@@ -47,6 +47,7 @@ class Outcome(StrEnum):
     DUPLICATE = "DUPLICATE"  # this version was already done; its event was re-published
     STALE = "STALE"  # a newer version of the key is (being) processed
     IGNORED = "IGNORED"  # not the ingest bucket, or outside the upload prefix
+    CURRENT = "CURRENT"  # a re-render request, and this version is already rendered at this spec
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,8 @@ class Thumbnailer:
         )
 
     def reprocess(self, bucket: str, key: str, *, sizes: tuple[int, ...] | None = None) -> Result:
-        """Re-render the object's current version (a direct request), even if it was done before."""
+        """Re-render the object's current version (a direct request), even if it was done before,
+        unless it is already rendered at the spec asked for (CURRENT)."""
         if ignored := self._not_ours(bucket, key):
             return ignored
         return self.process(self.current_version(bucket, key), force=True, sizes=sizes)
@@ -159,10 +161,17 @@ class Thumbnailer:
         started = time.perf_counter()
         if ignored := self._not_ours(ref.bucket, ref.key):
             return ignored
+        spec = self.spec(sizes)
+        current_spec = spec.version if force else None  # a re-render request skips what is current
         with _aws_errors_are_transient("claiming the image item"):
-            claim = self._repository.claim(ref, self._clock(), force=force)
-        if claim.outcome is ClaimOutcome.STALE:
-            return Result(Outcome.STALE, ref.image_id, ref.key, detail="a newer version is recorded")
+            claim = self._repository.claim(ref, self._clock(), force=force, spec_version=current_spec)
+        not_claimed = {
+            ClaimOutcome.CURRENT: (Outcome.CURRENT, f"already rendered at spec {spec.version}"),
+            ClaimOutcome.STALE: (Outcome.STALE, "a newer version is recorded"),
+        }
+        if claim.outcome in not_claimed:
+            outcome, detail = not_claimed[claim.outcome]
+            return Result(outcome, ref.image_id, ref.key, detail=detail)
         if claim.outcome is ClaimOutcome.DUPLICATE:
             # Re-publish the recorded outcome: heals a crash between the item write and publish;
             # the event id is the same, so idempotent consumers deliver it once.
@@ -174,11 +183,11 @@ class Thumbnailer:
         previous_renditions = claim.previous.rendition_keys if claim.previous else frozenset()
         try:
             data, ref = self._read_source(ref)
-            rendered = imaging.make_renditions(data, self.spec(sizes))
+            rendered = imaging.make_renditions(data, spec)
         except ImageRejected as rejection:
             return self._fail(ref, rejection, started)
 
-        uploaded = self._upload(ref, rendered.renditions)
+        uploaded = self._upload(ref, spec.version, rendered.renditions)
         source = SourceImage(
             width=rendered.source.width,
             height=rendered.source.height,
@@ -188,7 +197,7 @@ class Thumbnailer:
             frames=rendered.source.frames,
         )
         with _aws_errors_are_transient("recording the image item"):
-            record = self._repository.mark_succeeded(ref, self._clock(), source, uploaded)
+            record = self._repository.mark_succeeded(ref, self._clock(), source, uploaded, spec.version)
         if record is None:
             # A newer version claimed the item while we rendered; our files are under our own
             # etag path and the cleanup job removes them as orphans.
@@ -222,14 +231,18 @@ class Thumbnailer:
         # The etag of what we actually read names the rendition path (the event's may be absent).
         return data, replace(ref, etag=ref.etag or response["ETag"].strip('"'))
 
-    def _upload(self, ref: ObjectRef, renditions: tuple[imaging.Rendition, ...]) -> list[StoredRendition]:
+    def _upload(
+        self, ref: ObjectRef, spec_version: str, renditions: tuple[imaging.Rendition, ...]
+    ) -> list[StoredRendition]:
         """One object per distinct body: sizes larger than the source render the same bytes, so
         they share the object named after the smallest of them (see record: renditions)."""
         keys: dict[bytes, str] = {}
         for rendition in sorted(renditions, key=lambda r: r.size):
             keys.setdefault(
                 rendition.body,
-                rendition_key(ref.image_id, ref.etag, rendition.size, imaging.EXTENSIONS[rendition.format]),
+                rendition_key(
+                    ref.image_id, ref.etag, spec_version, rendition.size, imaging.EXTENSIONS[rendition.format]
+                ),
             )
         stored = {rendition.body: rendition for rendition in renditions}
 
@@ -240,7 +253,7 @@ class Thumbnailer:
                 Body=body,
                 ContentType=stored[body].content_type,
                 CacheControl=_RENDITION_CACHE_CONTROL,
-                Metadata={"image-id": ref.image_id, "source-etag": ref.etag},
+                Metadata={"image-id": ref.image_id, "source-etag": ref.etag, "rendition-spec": spec_version},
             )
 
         # Uploads are I/O bound: overlap them (the CPU work is already done).
