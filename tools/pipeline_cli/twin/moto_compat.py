@@ -13,6 +13,9 @@ patch can go) and a test of the patched behaviour.
   ignoring partial batch responses: `detach_sqs_event_sources` leaves delivery to the twin's poller.
 - Step Functions' `states:startExecution` integration lost the mapping of its parameters and
   result onto the API's member names in moto 5's executor: `step_functions_like_aws` restores it.
+- Distributed Map (the backfill): ItemBatcher, EXPRESS children, ToleratedFailurePercentage, the
+  s3:listObjectsV2 and MANIFEST (S3 Inventory) readers, ResultWriter's files:
+  `distributed_map_like_aws`, tested in tests/unit/test_moto_compat_distributed_map.py.
 - CloudFormation: the twin creates the resource types moto's CloudFormation skips and needs
   Ref/GetAtt/Conditions to resolve against them: `CloudFormationStack`.
 - Request handling in the same process: `skip_answered_requests` lets a fault-injection hook
@@ -226,3 +229,360 @@ def atomic_requests() -> Iterator[None]:
 
     with mock.patch.object(BotocoreStubber, "process_request", atomic):
         yield
+
+
+# -- Step Functions: Distributed Map ----------------------------------------------------------
+#
+# moto 5.2.5 runs DISTRIBUTED maps (children inline, in threads) with an s3:getObject CSV/JSON
+# ItemReader, but the backfill's definition meets six gaps: its ASL grammar has no ItemBatcher
+# and takes only "STANDARD" as the children's ExecutionType;
+# ToleratedFailurePercentage parses only as a float token ("5" is a syntax error) and a failed
+# child never fails the Map (moto logs "no effect"); the s3:listObjectsV2 reader reads one page
+# and passes datetimes the executor cannot serialise; the MANIFEST input type (S3 Inventory) is
+# missing; ResultWriter writes a manifest listing no result files. `distributed_map_like_aws`
+# closes them. The definition moto stores (and DescribeStateMachine returns) is the deployed one:
+# the parser is handed a copy without what it cannot parse, and the parsed Map states get the
+# behaviour back.
+
+EXCEEDED_TOLERANCE = "States.ExceedToleratedFailureThreshold"
+
+
+class _ChildFailed:
+    """A child execution's failure, in place of moto's bare None, until the Map run is tallied."""
+
+    def __init__(self, error: str, cause: str) -> None:
+        self.error = error
+        self.cause = cause
+
+
+def _is_distributed_map(state: Mapping[str, Any]) -> bool:
+    processor = state.get("ItemProcessor")
+    return (
+        state.get("Type") == "Map"
+        and isinstance(processor, dict)
+        and processor.get("ProcessorConfig", {}).get("Mode") == "DISTRIBUTED"
+    )
+
+
+def _what_moto_parses(definition: str) -> tuple[str, dict[str, dict[str, Any]]]:
+    """The definition without what moto's grammar rejects, and per Map state name what was taken."""
+    document = json.loads(definition)
+    taken: dict[str, dict[str, Any]] = {}
+
+    def walk(states: Mapping[str, Any]) -> None:
+        for name, state in states.items():
+            if _is_distributed_map(state):
+                gaps: dict[str, Any] = {
+                    # AWS: no tolerance unless one is declared; moto defaults both to 0 either way
+                    "tolerance": {
+                        kind: any(name in state for name in (f"ToleratedFailure{kind}", f"ToleratedFailure{kind}Path"))
+                        for kind in ("Percentage", "Count")
+                    }
+                }
+                config = state["ItemProcessor"]["ProcessorConfig"]
+                if config.get("ExecutionType") == "EXPRESS":
+                    config["ExecutionType"] = "STANDARD"  # moto runs every child inline, in a thread
+                if "ItemBatcher" in state:
+                    gaps["ItemBatcher"] = state.pop("ItemBatcher")
+                if isinstance(state.get("ToleratedFailurePercentage"), int):
+                    state["ToleratedFailurePercentage"] = float(state["ToleratedFailurePercentage"])
+                reader_config = state.get("ItemReader", {}).get("ReaderConfig", {})
+                if reader_config.get("InputType") == "MANIFEST":
+                    gaps["Manifest"] = True
+                    reader_config["InputType"] = "JSON"  # replaced by the manifest reader below
+                if name in taken:
+                    raise NotImplementedError(f"two Distributed Map states named {name!r}: the twin tells them by name")
+                taken[name] = gaps
+            for nested in _nested_state_lists(state):
+                walk(nested)
+
+    walk(document["States"])
+    return json.dumps(document), taken
+
+
+def _nested_state_lists(state: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    for processor in (state.get("ItemProcessor"), state.get("Iterator")):
+        if isinstance(processor, dict):
+            yield processor.get("States", {})
+    for branch in state.get("Branches", []):
+        yield branch.get("States", {})
+
+
+def _state_maps(component: Any) -> Iterator[Any]:
+    """Every parsed Map state reachable from a parsed program."""
+    from moto.stepfunctions.parser.asl.component.component import Component
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.state_map import StateMap
+
+    seen: set[int] = set()
+    pending = [component]
+    while pending:
+        value = pending.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, StateMap):
+            yield value
+        if isinstance(value, Component):
+            pending.extend(vars(value).values())
+        elif isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list | tuple):
+            pending.extend(value)
+
+
+def _batches(items: list[Any], batcher: Mapping[str, Any], batch_input: Any) -> list[dict[str, Any]]:
+    """Items grouped as AWS hands them to a child: {"Items": [...], "BatchInput": {...}}."""
+    if any(name.endswith("Path") for name in batcher):
+        raise NotImplementedError("ItemBatcher *Path fields: the twin reads literal values only")
+    max_items = int(batcher.get("MaxItemsPerBatch", 0)) or len(items) or 1
+    max_bytes = int(batcher.get("MaxInputBytesPerBatch", 0)) or 256 * 1024
+    batches: list[list[Any]] = []
+    size = 0
+    for item in items:
+        item_bytes = len(json.dumps(item, separators=(",", ":")))
+        if not batches or len(batches[-1]) >= max_items or size + item_bytes > max_bytes:
+            batches.append([])
+            size = 0
+        batches[-1].append(item)
+        size += item_bytes
+    envelope = {} if batch_input is None else {"BatchInput": batch_input}
+    return [{"Items": batch, **envelope} for batch in batches]
+
+
+def _batch_input(batcher: Mapping[str, Any], env: Any) -> Any:
+    """BatchInput with its "x.$" fields read from the state input ($) or the context object ($$)."""
+    from moto.stepfunctions.parser.asl.utils.json_path import extract_json
+
+    template = batcher.get("BatchInput")
+    if template is None:
+        return None
+    resolved = {}
+    for name, value in template.items():
+        if name.endswith(".$"):
+            source = env.states.context_object.context_object_data if value.startswith("$$") else env.states.get_input()
+            resolved[name[:-2]] = extract_json(value[1:] if value.startswith("$$") else value, source)
+        else:
+            resolved[name] = value
+    return resolved
+
+
+def _exceeds(failed: int, total: int, declared: Mapping[str, bool], percentage: float, count: int) -> bool:
+    """AWS fails the Map run when a declared threshold is exceeded; with none declared, on any failure."""
+    if not failed:
+        return False
+    if not any(declared.values()):
+        return True
+    return bool(
+        (declared.get("Percentage") and failed * 100.0 > percentage * total)
+        or (declared.get("Count") and failed > count)
+    )
+
+
+def _s3_client(env: Any) -> Any:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.credentials import StateCredentials
+    from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
+
+    details = env.aws_execution_details
+    return boto_client_for(details.region, "s3", StateCredentials(role_arn=details.role_arn))
+
+
+def _write_results(env: Any, result_writer: Any, map_run_record: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """SUCCEEDED_0.json / FAILED_0.json and manifest.json under Prefix/<map run id>/, as AWS writes them."""
+    result_writer.parargs.eval(env=env)
+    parameters = env.stack.pop()
+    bucket, prefix = parameters["Bucket"], parameters.get("Prefix", "")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    folder = f"{prefix}{map_run_record.map_run_arn.split(':')[-1]}/"
+    s3 = _s3_client(env)
+    files: dict[str, list[dict[str, Any]]] = {"FAILED": [], "PENDING": [], "SUCCEEDED": []}
+    for status in ("SUCCEEDED", "FAILED"):
+        entries = [record for record in records if record["Status"] == status]
+        if entries:
+            body = json.dumps(entries).encode()
+            key = f"{folder}{status}_0.json"
+            s3.put_object(Bucket=bucket, Key=key, Body=body)
+            files[status].append({"Key": key, "Size": len(body)})
+    manifest = {"DestinationBucket": bucket, "MapRunArn": map_run_record.map_run_arn, "ResultFiles": files}
+    s3.put_object(Bucket=bucket, Key=f"{folder}manifest.json", Body=json.dumps(manifest).encode())
+    return {
+        "MapRunArn": map_run_record.map_run_arn,
+        "ResultWriterDetails": {"Bucket": bucket, "Key": f"{folder}manifest.json"},
+    }
+
+
+def _inventory_items(env: Any, manifest_text: str, max_items: int | None) -> list[dict[str, str]]:
+    """The objects an S3 Inventory manifest lists: one item per CSV row, named by its fileSchema."""
+    import csv
+    import gzip
+    import io
+
+    manifest = json.loads(manifest_text)
+    if manifest.get("fileFormat") != "CSV":
+        raise ValueError(f"inventory format {manifest.get('fileFormat')!r}: Step Functions reads CSV inventories only")
+    columns = [column.strip() for column in manifest["fileSchema"].split(",")]
+    bucket = manifest["destinationBucket"].split(":::")[-1]
+    s3 = _s3_client(env)
+    items: list[dict[str, str]] = []
+    for data_file in manifest["files"]:
+        raw = s3.get_object(Bucket=bucket, Key=data_file["key"])["Body"].read()
+        text = gzip.decompress(raw).decode() if data_file["key"].endswith(".gz") else raw.decode()
+        for row in csv.reader(io.StringIO(text)):
+            items.append(dict(zip(columns, row, strict=True)))
+            if max_items and len(items) >= max_items:
+                return items
+    return items
+
+
+def _child_records(env: Any, jobs: list[Any], outputs: list[Any]) -> list[dict[str, Any]]:
+    """One result per child, as ResultWriter's SUCCEEDED/FAILED files hold them."""
+    context = env.states.context_object.context_object_data
+    records = []
+    for index, (job, output) in enumerate(zip(jobs, outputs, strict=True)):
+        record = {
+            "ExecutionArn": f"{context['Execution']['Id']}:child-{index}",
+            "Input": json.dumps(job),
+            "Name": f"child-{index}",
+            "StateMachineArn": context["StateMachine"]["Id"],
+            "Status": "SUCCEEDED",
+        }
+        if isinstance(output, _ChildFailed):
+            record.update(Status="FAILED", Error=output.error, Cause=output.cause)
+        else:
+            record["Output"] = json.dumps(output)
+        records.append(record)
+    return records
+
+
+def _tolerance_exceeded(env: Any, cause: str) -> Exception:
+    from moto.stepfunctions.parser.api import HistoryEventType, MapRunFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+
+    details: Any = {"mapRunFailedEventDetails": MapRunFailedEventDetails(error=EXCEEDED_TOLERANCE, cause=cause)}
+    return FailureEventException(
+        FailureEvent(
+            env=env,
+            error_name=StatesErrorName(typ=StatesErrorNameType.StatesExceedToleratedFailureThreshold),
+            event_type=HistoryEventType.MapRunFailed,
+            event_details=details,
+        )
+    )
+
+
+def _listing_like_aws(env: Any, resource_runtime_part: Any, state_credentials: Any) -> None:
+    """Every page of the listing, each object as AWS's reader gives it (LastModified in epoch seconds)."""
+    from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
+
+    s3 = boto_client_for(resource_runtime_part.region, "s3", state_credentials)
+    parameters = env.stack.pop()
+    items = []
+    for page in s3.get_paginator("list_objects_v2").paginate(**parameters):
+        items += [
+            {
+                "Etag": entry["ETag"],
+                "Key": entry["Key"],
+                "LastModified": int(entry["LastModified"].timestamp()),
+                "Size": entry["Size"],
+                "StorageClass": entry.get("StorageClass", "STANDARD"),
+            }
+            for entry in page.get("Contents", [])
+        ]
+    env.stack.append(items)
+
+
+def _results_already_written(self: Any, env: Any) -> None:
+    """ResultWriter's own step: the results were written with the Map run's tally (below)."""
+
+
+@contextmanager
+def distributed_map_like_aws() -> Iterator[None]:
+    """While active, moto's executor runs Distributed Map states with ItemBatcher and EXPRESS
+    children, an enforced ToleratedFailurePercentage/Count, a paginated s3:listObjectsV2 reader, the
+    MANIFEST input type, and a ResultWriter that writes the children's results, as AWS does."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval.resource_eval_s3 import (
+        ResourceEvalS3,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import distributed_iteration_component
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor import (
+        distributed_item_processor_worker,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.result_writer_decl import (
+        ResultWriter,
+    )
+    from moto.stepfunctions.parser.asl.eval.program_state import ProgramError, ProgramTimedOut
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    component_class = distributed_iteration_component.DistributedIterationComponent
+    worker_class = distributed_item_processor_worker.DistributedItemProcessorWorker
+    parse, map_run, eval_job = AmazonStateLanguageParser.parse, component_class._map_run, worker_class._eval_job
+
+    def parse_like_aws(definition: str) -> Any:
+        parsable, taken = _what_moto_parses(definition)
+        program, tree = parse(parsable)
+        for state in _state_maps(program):
+            gaps = taken.get(state.name)
+            if gaps is None:
+                continue
+            component = state.iteration_component
+            component.twin_batcher = gaps.get("ItemBatcher")
+            component.twin_tolerance = gaps["tolerance"]
+            component.twin_result_writer = state.result_writer
+            if gaps.get("Manifest"):
+                state.item_reader.resource_output_transformer = _ManifestReader()
+        return program, tree
+
+    def map_run_like_aws(self: Any, env: Any, eval_input: Any) -> None:
+        items = env.stack.pop()
+        batcher = getattr(self, "twin_batcher", None)
+        jobs = _batches(items, batcher, _batch_input(batcher, env)) if batcher else items
+        env.stack.append(jobs)
+        map_run(self, env, eval_input)
+        outputs = env.stack.pop()
+        records = _child_records(env, jobs, outputs)
+        failed_items = sum(
+            (len(job["Items"]) if batcher else 1)
+            for job, output in zip(jobs, outputs, strict=True)
+            if isinstance(output, _ChildFailed)
+        )
+        result_writer = getattr(self, "twin_result_writer", None)
+        written = _write_results(env, result_writer, eval_input.map_run_record, records) if result_writer else None
+        declared = getattr(self, "twin_tolerance", {})
+        percentage, count = eval_input.tolerated_failure_percentage, eval_input.tolerated_failure_count
+        if _exceeds(failed_items, len(items), declared, percentage, count):
+            raise _tolerance_exceeded(env, f"{failed_items} of {len(items)} items failed, more than tolerated")
+        plain = [None if isinstance(output, _ChildFailed) else output for output in outputs]
+        env.stack.append(written if written is not None else plain)
+
+    def eval_job_keeping_failures(self: Any, env: Any, job: Any) -> None:
+        eval_job(self, env, job)
+        state = env.program_state()
+        if isinstance(state, ProgramError):
+            error = state.error or {}
+            job.job_output = _ChildFailed(str(error.get("error", "States.Runtime")), str(error.get("cause", "")))
+        elif isinstance(state, ProgramTimedOut):
+            job.job_output = _ChildFailed("States.Timeout", "the child execution timed out")
+
+    with (
+        mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(parse_like_aws)),
+        mock.patch.object(component_class, "_map_run", map_run_like_aws),
+        mock.patch.object(worker_class, "_eval_job", eval_job_keeping_failures),
+        mock.patch.object(ResourceEvalS3, "_handle_list_objects_v2", staticmethod(_listing_like_aws)),
+        mock.patch.object(ResultWriter, "_eval_body", _results_already_written),
+    ):
+        yield
+
+
+class _ManifestReader:
+    """Stands in for moto's CSV/JSON output transformer when InputType is MANIFEST."""
+
+    def eval(self, env: Any) -> None:
+        reader_config = env.stack.pop()
+        manifest_text = env.stack.pop()
+        env.stack.append(_inventory_items(env, manifest_text, reader_config.get("MaxItemsValue")))

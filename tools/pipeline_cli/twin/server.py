@@ -21,6 +21,7 @@ import boto3
 import requests
 from moto.server import ThreadedMotoServer
 
+from pipeline_cli.twin.moto_compat import distributed_map_like_aws
 from pipeline_cli.twin.runtime import environment
 
 REGION = "us-east-1"
@@ -116,7 +117,11 @@ def embedded_moto(port: int | None = None, extra_env: Mapping[str, str] | None =
         )
         response.raise_for_status()
         # MOTO_PORT: where moto's own Step Functions executor sends its Lambda/DynamoDB/SNS calls.
-        with environment({**endpoint.environment, "MOTO_PORT": str(port), **(extra_env or {})}):
+        # Distributed Map as on AWS from the first request: CreateStateMachine parses the definition.
+        with (
+            environment({**endpoint.environment, "MOTO_PORT": str(port), **(extra_env or {})}),
+            distributed_map_like_aws(),
+        ):
             yield endpoint
     finally:
         requests.post(f"{endpoint.url}/moto-api/reset", timeout=10)
