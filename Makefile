@@ -10,7 +10,7 @@ SECURITY_STAMP := $(SECURITY_VENV)/.installed-stamp
 export SAM_CLI_TELEMETRY ?= 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv build test lint typecheck template-lint unit integration demo up bench conformance tune deploy-rehearsal lock lock-security security clean
+.PHONY: help venv build test lint typecheck template-lint unit integration demo up backfill scale-model bench conformance tune deploy-rehearsal lock lock-security security clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -66,6 +66,12 @@ demo: $(STAMP)  ## run the whole pipeline locally on sample images (embedded mot
 
 up: $(STAMP)  ## the local stack on localhost:4566 until Ctrl-C; writes build/up/env.json and aws.env
 	$(BIN)/pipeline up $(ARGS)
+
+backfill: $(STAMP)  ## re-render a library locally with BackfillStateMachine (progress bar, summary)
+	$(BIN)/pipeline backfill $(ARGS)
+
+scale-model: $(STAMP)  ## the backfill's wall time and cost for 10^4..10^8 images (table + plot in docs/)
+	$(BIN)/pipeline scale-model $(ARGS)
 
 bench: $(STAMP)  ## thumbnailer vs naive Pillow vs decode floor, side by side
 	$(BIN)/pipeline bench $(ARGS)

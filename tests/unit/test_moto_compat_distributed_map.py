@@ -20,7 +20,10 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.ev
     ResourceEvalS3,
 )
 
+from pipeline_cli.project import PROJECT_ROOT
+from pipeline_cli.twin import template
 from pipeline_cli.twin.moto_compat import distributed_map_like_aws
+from pipeline_cli.twin.template import load_template, parameter_values, resource
 from tests.statemachine import create_role
 
 BUCKET = "items"
@@ -267,3 +270,33 @@ def test_the_results_of_every_child_are_written_failed_ones_with_their_error(aws
     [failed] = written["FAILED"]
     assert json.loads(failed["Input"]) == {"value": "bad"}
     assert (failed["Error"], failed["Cause"]) == ("Poison", "a bad item")
+
+
+# -- the deployed definition ------------------------------------------------------------------
+
+
+def backfill_definition() -> str:
+    """statemachines/backfill.asl.json with template.yaml's DefinitionSubstitutions resolved."""
+    machine = resource("BackfillStateMachine")["Properties"]
+    names = {
+        "ThumbnailFunction.Arn": "arn:aws:lambda:us-east-1:123456789012:function:thumbnail",
+        "IngestBucket": BUCKET,
+        "ArchiveBucket": "archive",
+        "ImageEventsTopic": "arn:aws:sns:us-east-1:123456789012:events",
+    }
+    values = template.resolve(machine["DefinitionSubstitutions"], {**names, **parameter_values(load_template())})
+    return template.substitute((PROJECT_ROOT / machine["DefinitionUri"]).read_text(encoding="utf-8"), values)
+
+
+def test_moto_rejects_the_deployed_backfill_definition(aws: dict[str, Any]) -> None:
+    with pytest.raises(ClientError, match=r"ItemBatcher|ExecutionType|ToleratedFailurePercentage"):
+        aws["sfn"].create_state_machine(name="backfill", definition=backfill_definition(), roleArn=aws["role"])
+
+
+def test_the_deployed_backfill_definition_is_stored_as_deployed(aws: dict[str, Any]) -> None:
+    deployed = backfill_definition()
+    with distributed_map_like_aws():
+        arn = aws["sfn"].create_state_machine(name="backfill", definition=deployed, roleArn=aws["role"])[
+            "stateMachineArn"
+        ]
+    assert aws["sfn"].describe_state_machine(stateMachineArn=arn)["definition"] == deployed

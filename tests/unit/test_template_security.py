@@ -83,6 +83,8 @@ MANAGED_WILDCARD_ACTIONS = {
 # of a bucket ("<bucket>/uploads/*"). Anywhere else it is a prefix wildcard: "function:name*"
 # also matches "name-evil", "bucket*" every bucket whose name starts so.
 OBJECTS_UNDER_A_PREFIX = re.compile(r"^[^*]+/[A-Za-z0-9_.-]+/\*$")
+# A Distributed Map's child executions: execution:<machine>/<the Map state's Label>:<id Step Functions picks>.
+CHILDREN_OF_A_MAP_STATE = re.compile(r"^arn:[^*]+:states:[^*]+:execution:[^*/]+/[A-Za-z0-9_-]+:\*$")
 SQS_POLLER_ACTIONS = {
     "sqs:ReceiveMessage",
     "sqs:DeleteMessage",
@@ -219,7 +221,7 @@ def wildcard_problems(statement: dict[str, Any], accepted_on_everything: set[str
         text = resource_text(resource)
         if text == "*":
             problems += [f"{action} on *" for action in actions if action not in accepted_on_everything]
-        elif "*" in text and not OBJECTS_UNDER_A_PREFIX.match(text):
+        elif "*" in text and not (OBJECTS_UNDER_A_PREFIX.match(text) or CHILDREN_OF_A_MAP_STATE.match(text)):
             problems.append(f"prefix wildcard {text}")
     return problems
 
@@ -238,6 +240,10 @@ def test_wildcard_rules_catch_exact_and_prefix_wildcards() -> None:
     assert wildcard_problems({"Effect": "Allow", "Action": "s3:*", "Resource": "arn:aws:s3:::b"}, set()) != []
     assert wildcard_problems({"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"}, set()) != []
     assert wildcard_problems(under_uploads, set()) == []
+    children = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:${AWS::StackName}-backfill/"
+    on = {"Effect": "Allow", "Action": "states:StopExecution"}
+    assert wildcard_problems({**on, "Resource": {"Fn::Sub": children + "RenderListing:*"}}, set()) == []
+    assert wildcard_problems({**on, "Resource": {"Fn::Sub": children + "*"}}, set()) != []  # every execution
 
 
 def test_roles_grant_no_wildcard_actions_and_wildcard_resources_only_where_aws_requires(

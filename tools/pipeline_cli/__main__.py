@@ -9,10 +9,12 @@ COMMANDS = {
     "demo": ("demo", "run the whole pipeline locally on sample images (embedded moto server)"),
     "up": ("up", "the local stack on localhost until Ctrl-C: endpoint, env.json, events delivered"),
     "invoke": ("invoke", "docker-free twin of `sam local invoke`, resolved from template.yaml"),
+    "backfill": ("backfill", "re-render a library with BackfillStateMachine locally: progress and a summary"),
     "redrive": ("redrive", "move messages from a DLQ back to its source queue"),
     "replay": ("replay", "replay the upload events ThumbnailFunction gave up on (ThumbnailFailuresQueue)"),
     "translate": ("translate", "SAM -> CloudFormation offline (what the transform deploys)"),
     "bench": ("bench", "thumbnailer vs naive Pillow vs decode floor, side by side"),
+    "scale-model": ("scale_model", "the backfill's wall time and cost for 10^4..10^8 images (table, plot)"),
     "tune": ("tune", "memory/cost tuning report for ThumbnailFunction"),
     "conformance": ("conformance", "the thumbnailer on real-world files vs an independent reference"),
     "rehearse": ("rehearse", "sam build + package, then deploy to a local moto server and check"),
@@ -21,7 +23,7 @@ COMMANDS = {
 
 def usage() -> str:
     lines = ["usage: pipeline COMMAND [options]   (pipeline COMMAND --help for each)", "", "commands:"]
-    lines += [f"  {name:<10} {summary}" for name, (_, summary) in COMMANDS.items()]
+    lines += [f"  {name:<12} {summary}" for name, (_, summary) in COMMANDS.items()]
     return "\n".join(lines)
 
 

@@ -56,10 +56,10 @@ class LocalPipeline:
         return body
 
     def archived_events(self) -> list[dict[str, Any]]:
-        """Every event line in the audit archive."""
+        """Every event line in the audit archive (under archive/: the bucket also keeps backfill results)."""
         return [
             json.loads(line)
-            for key in self.object_keys("ArchiveBucketName")
+            for key in self.object_keys("ArchiveBucketName", "archive/")
             for line in self.read("ArchiveBucketName", key).decode().splitlines()
             if line
         ]

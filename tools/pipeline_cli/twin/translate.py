@@ -20,6 +20,7 @@ ALL_FEATURES = {
     "WebhookUrl": "https://hooks.example.com/image-pipeline",
     "EnableUploadApi": "true",
     "AlarmEmail": "ops@example.com",
+    "BackfillInventoryBucket": "inventory-reports-example",
 }
 
 
