@@ -51,6 +51,7 @@ records = st.builds(
     image=st.none() | source_images,
     renditions=st.lists(renditions, max_size=4).map(tuple),
     error=st.none() | failures,
+    rendition_spec=st.none() | st.text("0123456789abcdef", min_size=12, max_size=12),
 )
 
 
