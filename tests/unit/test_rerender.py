@@ -15,7 +15,7 @@ from image_pipeline.imaging import RenditionSpec
 from image_pipeline.keys import image_id_for
 from image_pipeline.record import ImageRecord
 from pipeline_cli.imagefactory import make_jpeg
-from tests.conftest import lambda_context
+from tests.conftest import lambda_context, load_event
 from tests.faults import THROTTLED, BackoffRecorder, inject
 from tests.stack import TestStack
 
@@ -198,3 +198,15 @@ def test_a_new_spec_keeps_every_object_the_current_renditions_share(
     assert len(new_keys) < len(new["renditions"])
     assert set(stack.rendition_keys()) == new_keys  # every shared object kept, every old one gone
     assert not new_keys & old_keys
+
+
+def test_the_sample_batch_is_what_a_backfill_child_sends(stack: TestStack, invoke_thumbnail: Invoke) -> None:
+    request = load_event("backfill-batch.json")  # ListObjectsV2 entries, as the Map's ItemBatcher hands them
+    request["bucket"] = stack.ingest_bucket
+    for image in request["images"]:
+        stack.put_upload(image["Key"], make_jpeg(640, 480))
+
+    response = invoke_thumbnail(request)
+
+    assert response["counts"] == {"rendered": 2, "current": 0, "failed": 0, "skipped": 0}
+    assert [result["key"] for result in response["results"]] == [image["Key"] for image in request["images"]]
