@@ -28,7 +28,8 @@ from image_pipeline.errors import ImageRejected, TransientError
 from image_pipeline.keys import image_id_for
 from image_pipeline.thumbnailer import Outcome, Result, Thumbnailer
 
-# Batch results as counted in a run's summary (reprocess.tally counts single results the same way).
+# A batch's results as a backfill run's summary counts them: CURRENT is already at the spec;
+# STALE and IGNORED (gone since listed, not the ingest bucket's) are skipped.
 BATCH_COUNTS = ("rendered", "current", "failed", "skipped")
 _COUNT_OF = {Outcome.SUCCEEDED: "rendered", Outcome.CURRENT: "current", Outcome.FAILED: "failed"}
 
