@@ -69,12 +69,12 @@ def test_the_spec_and_environment_are_the_templates_defaults() -> None:
 def test_fidelity_scores_every_rendition_and_catches_a_black_background() -> None:
     spec = RenditionSpec(sizes=(256, 64), quality=82)
     upright = fidelity(make_jpeg(600, 400, orientation=6), spec)
-    assert len(upright["psnr_db"]["project"]) == len(upright["psnr_delivered_db"]["naive"]) == 2
-    assert min(upright["psnr_db"]["project"]) >= 40
+    assert len(upright.psnr_db["project"]) == len(upright.psnr_delivered_db["naive"]) == 2
+    assert min(upright.psnr_db["project"]) >= 40
     rgba = Image.new("RGBA", (300, 200), (0, 0, 255, 0))  # fully transparent: white once flattened
     scores = fidelity(encode(rgba, "PNG"), spec)
-    assert min(scores["psnr_db"]["project"]) >= 40  # flattened on white, like the reference
-    assert max(scores["psnr_db"]["naive"]) < 10  # convert("RGB") turned it black
+    assert min(scores.psnr_db["project"]) >= 40  # flattened on white, like the reference
+    assert max(scores.psnr_db["naive"]) < 10  # convert("RGB") turned it black
     assert [image.size for image in naive_images(encode(rgba, "PNG"), spec)] == [(256, 171), (64, 43)]
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from image_pipeline.imaging import RenditionSpec
 from pipeline_cli.perf.corpus import BASELINE, LARGEST
+from pipeline_cli.perf.peers import Peers
 from pipeline_cli.perf.timing import RSS_VARIANTS, InputResult
 from pipeline_cli.perf.variants import VARIANTS
 from pipeline_cli.project import PROJECT_ROOT
@@ -88,6 +89,28 @@ def print_report(
         comparison, limit = TARGETS[name]
         mark = "[green]met[/]" if check["met"] else "[red]MISSED[/]"
         console.print(f"  target {name:<24} {comparison} {limit:<6} measured {check['value']:8.2f}  {mark}")
+
+
+def print_engines(results: list[InputResult], peers: Peers) -> None:
+    """The thumbnailer and the peers side by side: time, worst delivered PSNR, bytes per rendition."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=190) if not sys.stdout.isatty() else Console()
+    names = ("project", *peers.runners)
+    table = Table(title="Engines side by side, one thread: median ms; worst delivered PSNR dB; KB per rendition")
+    table.add_column("input")
+    for name in names:
+        table.add_column(name, justify="right")
+    for r in results:
+        cells = []
+        for name in names:
+            kilobytes = "/".join(f"{size / 1000:.0f}" for size in r.rendition_bytes[name])
+            cells.append(f"{r.median_ms[name]:.1f}  {_db(min(r.psnr_delivered_db[name]))}  {kilobytes}")
+        table.add_row(r.name, *cells)
+    console.print(table)
+    for engine, description in peers.describe().items():
+        console.print(f"  {engine}: {description}")
 
 
 def plot(results: list[InputResult], path: Path) -> None:

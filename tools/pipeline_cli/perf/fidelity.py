@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
 from image_pipeline.imaging import RenditionSpec, make_renditions, resample
+from pipeline_cli.perf.peers import Runner
 from pipeline_cli.perf.variants import naive_images, open_any, run_naive
 
 
@@ -43,22 +45,37 @@ def psnr(image: Image.Image, ref: Image.Image) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
-def fidelity(data: bytes, spec: RenditionSpec) -> dict[str, dict[str, list[float]]]:
-    """PSNR of each rendition, largest first: of the method's pixels, and of what is delivered."""
+@dataclass
+class Scores:
+    """Per variant, one value per rendition, largest first."""
+
+    psnr_db: dict[str, list[float]]  # the method's pixels, before encoding
+    psnr_delivered_db: dict[str, list[float]]  # the encoded files, decoded: what users get
+    rendition_bytes: dict[str, list[int]]
+
+
+def fidelity(data: bytes, spec: RenditionSpec, peers: Mapping[str, Runner] | None = None) -> Scores:
+    """PSNR of each rendition: of the method's pixels, and of what is delivered (the peers' files
+    too, each against the reference at the size that engine chose); and the files' sizes."""
     pixels = {
         "project": [image for _, image in resample(data, spec).images],
         "naive": naive_images(data, spec),
     }
-    delivered = {
-        "project": [Image.open(io.BytesIO(r.body)) for r in make_renditions(data, spec).renditions],
-        "naive": [Image.open(io.BytesIO(body)) for body in run_naive(data, spec)],
+    files = {
+        "project": [r.body for r in make_renditions(data, spec).renditions],
+        "naive": run_naive(data, spec),
+        **{name: run(data, spec).files for name, run in (peers or {}).items()},
     }
+    delivered = {variant: [Image.open(io.BytesIO(body)) for body in bodies] for variant, bodies in files.items()}
     refs = reference(data, [image.size for image in pixels["project"]])
 
     def scores(images: Sequence[Image.Image]) -> list[float]:
-        return [psnr(image, ref) for image, ref in zip(images, refs, strict=True)]
+        sizes = [image.size for image in images]
+        own = refs if sizes == [ref.size for ref in refs] else reference(data, sizes)
+        return [psnr(image, ref) for image, ref in zip(images, own, strict=True)]
 
-    return {
-        "psnr_db": {variant: scores(images) for variant, images in pixels.items()},
-        "psnr_delivered_db": {variant: scores(images) for variant, images in delivered.items()},
-    }
+    return Scores(
+        psnr_db={variant: scores(images) for variant, images in pixels.items()},
+        psnr_delivered_db={variant: scores(images) for variant, images in delivered.items()},
+        rendition_bytes={variant: [len(body) for body in bodies] for variant, bodies in files.items()},
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from image_pipeline.imaging import RenditionSpec, make_renditions
 from pipeline_cli.perf.corpus import CORPUS, OUTPUT_FORMATS
 from pipeline_cli.perf.fidelity import fidelity
 from pipeline_cli.perf.lambda_process import peak_rss_mb
+from pipeline_cli.perf.peers import PeerRun, Runner
 from pipeline_cli.perf.variants import RUNNERS, VARIANTS, open_any
 
 RSS_VARIANTS = (*VARIANTS, "handler")
@@ -27,6 +29,7 @@ class InputResult:
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     psnr_db: dict[str, list[float]] = field(default_factory=dict)
     psnr_delivered_db: dict[str, list[float]] = field(default_factory=dict)
+    rendition_bytes: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def speedup_vs_naive(self) -> float:
@@ -37,20 +40,32 @@ class InputResult:
         return self.median_ms["project"] / self.median_ms["floor"]
 
 
-def time_variants(data: bytes, spec: RenditionSpec, repeats: int) -> dict[str, float]:
-    samples: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-    for variant in VARIANTS:
-        RUNNERS[variant](data, spec)  # warm: the first call pays for plugin and codec setup
+def time_variants(
+    data: bytes, spec: RenditionSpec, repeats: int, peers: Mapping[str, Runner] | None = None
+) -> dict[str, float]:
+    """Median ms per variant, the peers' (timed in their own processes) included."""
+    runners: dict[str, Callable[[bytes, RenditionSpec], object]] = {**RUNNERS, **(peers or {})}
+    variants = tuple(runners)
+    samples: dict[str, list[float]] = {variant: [] for variant in variants}
+    for variant in variants:
+        runners[variant](data, spec)  # warm: the first call pays for plugin and codec setup
     for repeat in range(repeats):
-        shift = repeat % len(VARIANTS)
-        for variant in VARIANTS[shift:] + VARIANTS[:shift]:
+        shift = repeat % len(variants)
+        for variant in variants[shift:] + variants[:shift]:
             started = time.perf_counter()
-            RUNNERS[variant](data, spec)
-            samples[variant].append((time.perf_counter() - started) * 1000)
+            outcome = runners[variant](data, spec)
+            elapsed = (time.perf_counter() - started) * 1000
+            samples[variant].append(outcome.ms if isinstance(outcome, PeerRun) else elapsed)
     return {variant: statistics.median(values) for variant, values in samples.items()}
 
 
-def measure(paths: dict[str, Path], spec: RenditionSpec, repeats: int, lambda_python: Path) -> list[InputResult]:
+def measure(
+    paths: dict[str, Path],
+    spec: RenditionSpec,
+    repeats: int,
+    lambda_python: Path,
+    peers: Mapping[str, Runner] | None = None,
+) -> list[InputResult]:
     results = []
     cases = {case.name: case for case in CORPUS}
     for name, path in paths.items():
@@ -58,10 +73,11 @@ def measure(paths: dict[str, Path], spec: RenditionSpec, repeats: int, lambda_py
         with open_any(data) as probe:
             pixels = probe.width * probe.height
         result = InputResult(name, len(data), pixels, cases[name].photographic)
-        result.median_ms = time_variants(data, spec, repeats)
+        result.median_ms = time_variants(data, spec, repeats, peers)
         result.peak_rss_mb = {variant: peak_rss_mb(variant, path, spec, lambda_python) for variant in RSS_VARIANTS}
-        scores = fidelity(data, spec)
-        result.psnr_db, result.psnr_delivered_db = scores["psnr_db"], scores["psnr_delivered_db"]
+        scores = fidelity(data, spec, peers)
+        result.psnr_db, result.psnr_delivered_db = scores.psnr_db, scores.psnr_delivered_db
+        result.rendition_bytes = scores.rendition_bytes
         results.append(result)
         print(f"  measured {name}", file=sys.stderr, flush=True)
     return results
