@@ -8,10 +8,10 @@ from collections.abc import Callable
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageStat
+from PIL import Image, ImageCms, ImageStat
 
 from image_pipeline.errors import ImageRejected, RejectReason
-from image_pipeline.imaging import RenditionResult, RenditionSpec, fit_within, make_renditions
+from image_pipeline.imaging import RenditionResult, RenditionSpec, fit_within, make_renditions, resample
 from pipeline_cli.imagefactory import (
     MARK,
     encode,
@@ -112,6 +112,38 @@ def test_transparency_is_flattened_on_white_not_black() -> None:
     clear = _flat("RGBA", (255, 0, 0, 0))
     result = make_renditions(encode(clear, "PNG"), SPEC)
     assert is_close(decoded(result).convert("RGB").getpixel((10, 10)), (255, 255, 255), tolerance=2)
+
+
+def _transparent_photo(width: int, height: int, mode: str = "RGBA") -> Image.Image:
+    image = scene(width, height)
+    image.putalpha(Image.linear_gradient("L").resize((width, height)))  # from opaque to clear
+    return image.convert(mode)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+@pytest.mark.parametrize("sizes", [(1024, 512, 128), (96,)])  # (96,): box-reduced strip by strip first
+def test_transparent_images_are_flattened_before_resizing_pixel_for_pixel(mode: str, sizes: tuple[int, ...]) -> None:
+    image = _transparent_photo(1600, 1200, mode)
+    flat = Image.new("L" if mode == "LA" else "RGB", image.size, "white")
+    flat.paste(image, mask=image.getchannel("A"))
+    resampled = resample(encode(image, "PNG"), RenditionSpec(sizes=sizes))
+    expected = flat.resize(resampled.images[0][1].size, Image.Resampling.LANCZOS, reducing_gap=1.5)
+    assert resampled.images[0][1].tobytes() == expected.tobytes()
+
+
+def test_webp_renditions_of_large_transparent_images_match_one_resize() -> None:
+    image = _transparent_photo(1600, 1200)
+    resampled = resample(encode(image, "PNG"), RenditionSpec(sizes=(96,), format="WEBP"))
+    expected = image.resize((96, 72), Image.Resampling.LANCZOS, reducing_gap=1.5)  # premultiplied by Pillow
+    assert resampled.images[0][1].mode == "RGBA"
+    assert resampled.images[0][1].tobytes() == expected.tobytes()
+
+
+def test_a_profile_on_a_flattened_transparent_image_still_converts_its_colours() -> None:
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    result = make_renditions(encode(_transparent_photo(800, 600), "PNG", icc_profile=srgb), SPEC)
+    assert decoded(result).mode == "RGB"
+    assert is_close(decoded(result).getpixel((400, 0)), (255, 255, 255), tolerance=4)  # the clear top row
 
 
 @pytest.mark.parametrize("with_transparency", [False, True])

@@ -8,7 +8,10 @@ How (and why) it is fast, measured in docs/design.md ("The thumbnail algorithm")
 - JPEG: draft() asks the decoder for a DCT-scaled image just larger than the largest target
   (1/2, 1/4, 1/8 scale), so a 48 MP photo is never decoded at full size;
 - resize(LANCZOS, reducing_gap=1.5) for the largest rendition, then the small result is rotated
-  (cheap), then each smaller rendition is made from the previous one (cascade).
+  (cheap), then each smaller rendition is made from the previous one (cascade);
+- for JPEG output, transparent images are flattened on white before resizing (as the reference
+  does: exact, and 3 bands to resize instead of 4), and large ones are box-reduced strip by strip,
+  so no second full-size copy is made (docs/performance.md has the measurements).
 
 What makes it right on real files (docs/conformance.md has the corpus and the reasoning):
 - HEIC/HEIF decode through pi-heif, imported only when the magic bytes say HEIF; AVIF through
@@ -78,6 +81,9 @@ _TRANSPOSE: Final = {
     8: Image.Transpose.ROTATE_90,
 }
 _SWAPS_AXES: Final = frozenset({5, 6, 7, 8})
+_REDUCING_GAP: Final = 1.5
+_STRIP_ROWS: Final = 256  # rows box-reduced at a time: a 49 MP RGBA strip is 8 MB
+_PREMULTIPLIED: Final = {"RGBA": "RGBa", "LA": "La"}  # what Pillow resamples alpha images in
 _TRUNCATION_HINTS: Final = ("truncated", "broken data stream", "premature end", "unexpected end")
 # How Pillow says "valid, but not a variant I decode" (JPEG: "cannot handle 12-bit layers").
 _UNSUPPORTED_HINTS: Final = ("unsupported", "not supported", "cannot handle", "unknown pixel mode", "not configured")
@@ -366,7 +372,11 @@ def _render(
         if drafted is not None:
             box = drafted[1]
     working = _resizable(image)
-    current = working.resize(decode_size, Image.Resampling.LANCZOS, box=box, reducing_gap=1.5)
+    if box is None and working.mode in _PREMULTIPLIED:
+        flatten = spec.format == "JPEG"  # JPEG has no alpha
+        current = _shrink_alpha_image(working, decode_size, flatten=flatten)
+    else:
+        current = working.resize(decode_size, Image.Resampling.LANCZOS, box=box, reducing_gap=_REDUCING_GAP)
     if source.orientation in _TRANSPOSE:
         current = current.transpose(_TRANSPOSE[source.orientation])  # rotate the small result, not the source
     current, icc_profile = _to_display_colours(current, image)
@@ -381,6 +391,38 @@ def _render(
             current = current.resize(target, Image.Resampling.LANCZOS)
         images.append((size, current))
     return tuple(images), icc_profile
+
+
+def _shrink_alpha_image(image: Image.Image, size: tuple[int, int], *, flatten: bool) -> Image.Image:
+    """image.resize(size, LANCZOS, reducing_gap) for an image with alpha, flattened on white first
+    if `flatten`, without a second full-size copy.
+
+    Pillow resizes RGBA by converting the whole image to premultiplied RGBa (and flattening would
+    be one more copy): a 49 MP PNG held two 196 MB images. Here each strip of rows is copied,
+    flattened or premultiplied, and box-reduced on its own, which gives the same pixels as
+    reducing the whole image, then LANCZOS finishes on the small result, as resize() would.
+    """
+    width, height = image.size
+    factor_x = int(width / size[0] / _REDUCING_GAP) or 1
+    factor_y = int(height / size[1] / _REDUCING_GAP) or 1
+    if factor_x == factor_y == 1:  # nothing to box-reduce: one full-size step either way
+        return (_on_white(image) if flatten else image).resize(size, Image.Resampling.LANCZOS)
+    mode = ("RGB" if image.mode == "RGBA" else "L") if flatten else _PREMULTIPLIED[image.mode]
+    reduced = Image.new(mode, (-(-width // factor_x), -(-height // factor_y)))
+    rows = factor_y * max(1, _STRIP_ROWS // factor_y)  # whole boxes per strip
+    for top in range(0, height, rows):
+        strip = image.crop((0, top, width, min(height, top + rows)))
+        strip = _on_white(strip) if flatten else strip.convert(mode)
+        reduced.paste(strip.reduce((factor_x, factor_y)), (0, top // factor_y))
+    shrunk = reduced.resize(size, Image.Resampling.LANCZOS, box=(0, 0, width / factor_x, height / factor_y))
+    return shrunk if flatten else shrunk.convert(image.mode)
+
+
+def _on_white(image: Image.Image) -> Image.Image:
+    """RGBA/LA composited on white: convert("RGB") would turn transparent areas black."""
+    flat = Image.new("RGB" if image.mode == "RGBA" else "L", image.size, "white")
+    flat.paste(image, mask=image.getchannel("A"))
+    return flat
 
 
 def _resizable(image: Image.Image) -> Image.Image:
@@ -494,13 +536,8 @@ def _transform_for(source_profile: ImageCms.ImageCmsProfile | None, in_mode: str
 
 def _encode(image: Image.Image, spec: RenditionSpec, icc_profile: bytes | None, source_format: str) -> bytes:
     """Encode one rendition; an encoder's refusal is the input's fault, never retried."""
-    output = image
-    if spec.format == "JPEG" and image.mode in ("RGBA", "LA"):
-        # Flatten on white (after resizing): convert("RGB") would turn transparent areas black.
-        base_mode = "RGB" if image.mode == "RGBA" else "L"
-        output = Image.new(base_mode, image.size, "white")
-        output.paste(image, mask=image.getchannel("A"))
-    elif spec.format in ("WEBP", "AVIF") and image.mode == "LA":
+    output = image  # JPEG renditions were flattened on white before resizing
+    if spec.format in ("WEBP", "AVIF") and image.mode == "LA":
         output = image.convert("RGBA")
     elif spec.format == "AVIF" and image.mode == "L":
         output = image.convert("RGB")
