@@ -16,6 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from image_pipeline import snapstart
 from image_pipeline.clients import AwsClients
 from image_pipeline.config import ThumbnailSettings
 from image_pipeline.events import EventPublisher
@@ -23,7 +24,7 @@ from image_pipeline.keys import ObjectRef
 from image_pipeline.observability import trace_lambda_handler
 from image_pipeline.repository import ImagesRepository
 from image_pipeline.rerender import RenderRequest, render
-from image_pipeline.thumbnailer import Outcome, Result, Thumbnailer
+from image_pipeline.thumbnailer import Outcome, Result, Thumbnailer, rendition_spec
 
 settings = ThumbnailSettings.from_env()
 clients = AwsClients()  # created on first use, reused by warm invocations; tests replace it
@@ -31,6 +32,8 @@ logger = Logger()
 metrics = Metrics()
 
 S3_REQUEST_ID = 'Records[0].responseElements."x-amz-request-id"'
+# The clients build_thumbnailer creates: with SnapStart, their models are parsed before the snapshot.
+snapstart.register_hooks(clients, ("s3", "dynamodb", "sns"), rendition_spec(settings))
 
 
 def build_thumbnailer(aws: AwsClients) -> Thumbnailer:

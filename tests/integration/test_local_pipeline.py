@@ -51,7 +51,11 @@ def test_every_resource_of_the_template_exists_after_deploy(pipeline: LocalPipel
     assert pipeline.stack.active - set(pipeline.stack.physical_ids) == set()
     notification = pipeline.s3.get_bucket_notification_configuration(Bucket=pipeline.output("IngestBucketName"))
     (trigger,) = notification["LambdaFunctionConfigurations"]
-    assert trigger["LambdaFunctionArn"] == pipeline.stack.functions["ThumbnailFunction"].arn
+    # The alias: a published version, what SnapStart restores.
+    function = pipeline.stack.functions["ThumbnailFunction"]
+    assert trigger["LambdaFunctionArn"] == f"{function.arn}:live"
+    alias = pipeline.stack.endpoint.client("lambda").get_alias(FunctionName=function.name, Name="live")
+    assert alias["FunctionVersion"] != "$LATEST"
     assert trigger["Filter"]["Key"]["FilterRules"] == [{"Name": "prefix", "Value": "uploads/"}]
     versioning = pipeline.s3.get_bucket_versioning(Bucket=pipeline.output("IngestBucketName"))
     assert versioning["Status"] == "Enabled"
@@ -209,3 +213,31 @@ def test_an_upload_lost_before_its_claim_is_rendered_after_replay(
     [archived] = pipeline.archived_events()
     assert (archived["event_type"], archived["image"]["key"]) == ("ImageProcessed", key)
     assert [r.event_id for r in receiver.requests if r.status == 200] == [archived["event_id"]]
+
+
+def test_with_snapstart_the_runner_restores_a_warmed_thumbnailer_that_still_processes_uploads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from botocore.loaders import JSONFileLoader
+
+    with local_pipeline({"EnableSnapStart": "true"}) as snapstarted:
+        assert snapstarted.stack.functions["ThumbnailFunction"].snap_start
+        module = snapstarted.functions.module("ThumbnailFunction")  # the cold start: import, then the hooks
+        # The thumbnailer's own loader (the other functions' clients read their models as usual).
+        thumbnailer_files = module.clients.session._session.get_component("data_loader").file_loader
+        read: list[str] = []
+        original = JSONFileLoader.load_file
+
+        def recording(self: JSONFileLoader, file_path: str) -> object:
+            if self is thumbnailer_files:
+                read.append(file_path)
+            return original(self, file_path)
+
+        monkeypatch.setattr(JSONFileLoader, "load_file", recording)
+        snapstarted.upload("uploads/it/restored.jpg", make_jpeg(1200, 900))
+        snapstarted.router.drain()
+        (item,) = snapstarted.items()
+        assert item["status"] == "SUCCEEDED", item.get("error")
+        assert [rendition["size"] for rendition in item["renditions"]] == list(SIZES)
+        assert read == []  # parsed before the snapshot: the restored clients read nothing from disk
+        assert {"s3", "dynamodb", "sns"} <= set(vars(module.clients))  # ... and were created after the restore

@@ -1,7 +1,9 @@
-"""`python -m pipeline_cli.perf.cold_start_worker CODE_URI HANDLER ENV_JSON`: one cold start, timed.
+"""`python -m pipeline_cli.perf.cold_start_worker CODE_URI HANDLER ENV_JSON MODE`: one cold start, timed.
 
 Imports the function's app.py and creates its clients, in this fresh interpreter; prints
 {"import_ms", "clients_ms"}. The harness (this module) is imported before the clock starts.
+MODE "snapstart": the before-snapshot hooks run after the import, as Lambda runs them once per
+published version; the clock restarts at the "restore", so "import_ms" is the after-restore hooks.
 """
 
 from __future__ import annotations
@@ -13,9 +15,17 @@ import time
 from pipeline_cli.twin.runtime import load_handler
 
 
-def main(code_uri: str, handler_name: str, env_json: str) -> None:
+def main(code_uri: str, handler_name: str, env_json: str, mode: str) -> None:
     started = time.perf_counter()
     handler = load_handler(code_uri, handler_name, json.loads(env_json))
+    if mode == "snapstart":
+        from snapshot_restore_py import get_after_restore, get_before_snapshot
+
+        for hook, args, kwargs in get_before_snapshot():
+            hook(*args, **kwargs)
+        started = time.perf_counter()  # the snapshot: later environments start from here
+        for hook, args, kwargs in get_after_restore():
+            hook(*args, **kwargs)
     imported = time.perf_counter()
     clients = sys.modules[handler.__module__].clients
     for name in ("s3", "dynamodb", "sns"):
@@ -25,4 +35,4 @@ def main(code_uri: str, handler_name: str, env_json: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

@@ -14,19 +14,29 @@ from image_pipeline.imaging import RenditionSpec
 from pipeline_cli.perf.handler import handler_environment, handler_location
 from pipeline_cli.project import LAYER_PATH, PROJECT_ROOT
 
-_RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3")
+# What the Lambda Python runtime provides besides the layer (snapshot-restore-py: SnapStart's hooks).
+_RUNTIME_PACKAGES = (
+    "boto3",
+    "botocore",
+    "s3transfer",
+    "jmespath",
+    "python-dateutil",
+    "six",
+    "urllib3",
+    "snapshot-restore-py",
+)
 
 
 def lambda_like_python(directory: Path) -> Path:
     """A venv with only what the function has on Lambda: the layer's pins and the runtime's boto3.
 
     The dev venv also holds SAM CLI's dependencies (awscrt, pyOpenSSL), which boto3 picks up
-    on import and which would add time that Lambda never spends.
+    on import and which would add time that Lambda never spends. Installed on every run (pip
+    does nothing when the pins are met), so an existing venv follows changed pins.
     """
     python = directory / "bin" / "python"
-    if python.exists():
-        return python
-    subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True)
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True)
     pins = [
         line.strip()
         for line in (PROJECT_ROOT / "requirements" / "dev.txt").read_text(encoding="utf-8").splitlines()
@@ -38,13 +48,16 @@ def lambda_like_python(directory: Path) -> Path:
 
 
 def lambda_like_environment() -> dict[str, str]:
-    """A region (clients need one, no credentials) and the code on the path as the layer puts it;
-    bytecode allowed, as a deployed package ships it."""
+    """A region, credentials in the variables where Lambda puts the role's (stand-ins: nothing is
+    called; without them botocore walks its whole provider chain, files and instance metadata
+    included, which Lambda never does), and the code on the path as the layer puts it; bytecode
+    allowed, as a deployed package ships it."""
     environment = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
     tools = PROJECT_ROOT / "tools"
     environment.update(
         AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1", PYTHONPATH=f"{LAYER_PATH}{os.pathsep}{tools}"
     )
+    environment.update(AWS_ACCESS_KEY_ID="ASIABENCH", AWS_SECRET_ACCESS_KEY="bench", AWS_SESSION_TOKEN="bench")  # noqa: S106
     return environment
 
 
@@ -73,20 +86,24 @@ def peak_rss_mb(variant: str, path: Path, spec: RenditionSpec, lambda_python: Pa
     return float(completed.stdout.strip().splitlines()[-1])
 
 
-def cold_start(python: Path, runs: int, *, tracing: bool) -> dict[str, list[float]]:
+def cold_start(python: Path, runs: int, *, tracing: bool, snapstart: bool = False) -> dict[str, list[float]]:
     """Import the handler and create its clients in fresh interpreters, after one unmeasured run
-    that writes the bytecode a deployed package ships with."""
+    that writes the bytecode a deployed package ships with. With `snapstart`, what is left after
+    a restore: the after-restore hooks ("import_ms") and the clients, in a process that imported
+    the handler and ran its before-snapshot hooks first; Lambda's own restore time is not included."""
     handler_env = dict(handler_environment())
     process_env = lambda_like_environment()
     if tracing:
         process_env["LAMBDA_TASK_ROOT"] = str(PROJECT_ROOT)  # "in Lambda", where Powertools traces
     else:
         handler_env["POWERTOOLS_TRACE_DISABLED"] = "true"
-    command = [str(python), "-m", "pipeline_cli.perf.cold_start_worker", *handler_location(), json.dumps(handler_env)]
+    mode = "snapstart" if snapstart else "cold"
+    worker = "pipeline_cli.perf.cold_start_worker"
+    command = [str(python), "-m", worker, *handler_location(), json.dumps(handler_env), mode]
 
     def once() -> dict[str, float]:
         done = subprocess.run(command, capture_output=True, text=True, check=True, env=process_env, cwd=PROJECT_ROOT)
-        parts: dict[str, float] = json.loads(done.stdout)
+        parts: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])  # after the handler's logs
         return parts
 
     once()

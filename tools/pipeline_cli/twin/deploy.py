@@ -44,6 +44,7 @@ class FunctionSpec:
     environment: dict[str, str]
     timeout_seconds: int
     memory_mb: int
+    snap_start: bool = False  # SnapStart on published versions: the runner runs its hooks
 
 
 @dataclass(frozen=True)
@@ -281,6 +282,22 @@ class _Wiring:
         self.endpoint.client("cloudwatch").put_metric_alarm(AlarmName=name, **properties)
         self.register(logical_id, name, "alarm created")
 
+    def version(self, logical_id: str, properties: dict[str, Any]) -> None:
+        """moto publishes the version but cannot GetAtt its number: the newest one is it."""
+        lambda_ = self.endpoint.client("lambda")
+        function = self.stack.function_by_name(properties["FunctionName"])
+        versions = lambda_.list_versions_by_function(FunctionName=function.name)["Versions"]
+        published = max(int(version["Version"]) for version in versions if version["Version"] != "$LATEST")
+        self.register(logical_id, f"{function.arn}:{published}", "version recorded", Version=str(published))
+
+    def alias(self, logical_id: str, properties: dict[str, Any]) -> None:
+        created = self.endpoint.client("lambda").create_alias(
+            FunctionName=properties["FunctionName"],
+            Name=properties["Name"],
+            FunctionVersion=properties["FunctionVersion"],
+        )
+        self.register(logical_id, created["AliasArn"], "alias created")
+
     def event_invoke_config(self, logical_id: str, properties: dict[str, Any]) -> None:
         self.endpoint.client("lambda").put_function_event_invoke_config(**properties)
         function = self.stack.function_by_name(properties["FunctionName"])
@@ -407,17 +424,21 @@ _CREATED_BY_RUNNER: dict[str, Callable[[_Wiring, str, dict[str, Any]], None]] = 
     "AWS::CloudWatch::Alarm": _Wiring.alarm,
     "AWS::Lambda::EventInvokeConfig": _Wiring.event_invoke_config,
     "AWS::Scheduler::Schedule": _Wiring.schedule,
+    "AWS::Lambda::Alias": _Wiring.alias,
 }
 _COMPLETED_BY_RUNNER: dict[str, Callable[[_Wiring, str, dict[str, Any]], None]] = {
     "AWS::S3::Bucket": _Wiring.bucket,
     "AWS::DynamoDB::Table": _Wiring.table,
     "AWS::StepFunctions::StateMachine": _Wiring.state_machine,
     "AWS::KMS::Key": _Wiring.kms_key,
+    "AWS::Lambda::Version": _Wiring.version,
 }
 # Order matters: secrets before the functions' environment is read, policies before subscriptions.
 _WIRING_ORDER = [
     "AWS::KMS::Key",
     "AWS::SecretsManager::Secret",
+    "AWS::Lambda::Version",
+    "AWS::Lambda::Alias",  # before the notifications and invoke configs that name it
     "AWS::S3::Bucket",
     "AWS::DynamoDB::Table",
     "AWS::S3::BucketPolicy",
@@ -452,7 +473,7 @@ def deploy(
     cloudformation = endpoint.client("cloudformation")
     cloudformation.create_stack(
         StackName=stack_name,
-        TemplateBody=json.dumps(translated),
+        TemplateBody=json.dumps(_without_aliases(translated)),
         Parameters=[{"ParameterKey": key, "ParameterValue": str(value)} for key, value in passed.items()],
         Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
     )
@@ -486,6 +507,31 @@ def deploy(
     return stack
 
 
+def _without_aliases(translated: dict[str, Any]) -> dict[str, Any]:
+    """The template for moto's CloudFormation, which cannot create Lambda aliases: the runner
+    creates them, and for moto what refers to an alias (a permission) refers to its function."""
+    resources = translated["Resources"]
+    functions = {
+        logical_id: resource["Properties"]["FunctionName"]["Ref"]
+        for logical_id, resource in resources.items()
+        if resource["Type"] == "AWS::Lambda::Alias"
+    }
+
+    def unaliased(value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) == {"Ref"} and value["Ref"] in functions:
+                return {"Fn::GetAtt": [functions[value["Ref"]], "Arn"]}
+            return {key: unaliased(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [unaliased(item) for item in value]
+        return value
+
+    kept = {
+        logical_id: unaliased(resource) for logical_id, resource in resources.items() if logical_id not in functions
+    }
+    return {**translated, "Resources": kept}
+
+
 def _active_resources(translated: dict[str, Any], cloudformation: CloudFormationStack) -> dict[str, dict[str, Any]]:
     """The template's resources whose Condition holds for these parameters."""
     return {
@@ -513,6 +559,7 @@ def _collect_functions(
             environment={},  # resolved after wiring: it may refer to resources the runner creates
             timeout_seconds=int(wiring.resolve(properties.get("Timeout", 3))),
             memory_mb=int(wiring.resolve(properties.get("MemorySize", 128))),
+            snap_start=wiring.resolve(properties.get("SnapStart", {})).get("ApplyOn") == "PublishedVersions",
         )
 
 
@@ -559,6 +606,9 @@ _PROBES: dict[str, Callable[[Endpoint, str], Any]] = {
     "AWS::SNS::Topic": lambda e, pid: e.client("sns").get_topic_attributes(TopicArn=pid),
     "AWS::SNS::Subscription": lambda e, pid: e.client("sns").get_subscription_attributes(SubscriptionArn=pid),
     "AWS::Lambda::Function": lambda e, pid: e.client("lambda").get_function(FunctionName=pid),
+    "AWS::Lambda::Alias": lambda e, pid: e.client("lambda").get_alias(
+        FunctionName=pid.rsplit(":", 1)[0], Name=pid.rsplit(":", 1)[1]
+    ),
     "AWS::Lambda::EventSourceMapping": lambda e, pid: e.client("lambda").get_event_source_mapping(UUID=pid),
     "AWS::IAM::Role": lambda e, pid: e.client("iam").get_role(RoleName=pid),
     "AWS::KMS::Key": lambda e, pid: e.client("kms").describe_key(KeyId=pid),

@@ -100,6 +100,20 @@ def load_handler(code_uri: str | Path, handler: str, env: Mapping[str, str] | No
     return function
 
 
+def load_with_snapstart(code_uri: str | Path, handler: str, env: Mapping[str, str] | None = None) -> Handler:
+    """SnapStart's initialisation, in this process: import the handler, run the before-snapshot
+    hooks that importing it registered, then, as a restore would, its after-restore hooks."""
+    from snapshot_restore_py import get_after_restore, get_before_snapshot
+
+    known_before, known_after = len(get_before_snapshot()), len(get_after_restore())
+    function = load_handler(code_uri, handler, env)
+    with environment(env or {}):
+        # Entries are (hook, args, kwargs), as the runtime calls them.
+        for hook, args, kwargs in [*get_before_snapshot()[known_before:], *get_after_restore()[known_after:]]:
+            hook(*args, **kwargs)
+    return function
+
+
 def lambda_error_payload(exception: BaseException) -> dict[str, Any]:
     """What Lambda returns for an unhandled exception; Step Functions names the error after errorType."""
     return {
@@ -224,8 +238,9 @@ class LocalFunctions:
                     # No X-Ray daemon here; `sam local invoke` does the same.
                     "POWERTOOLS_TRACE_DISABLED": "true",
                 }
+                load = load_with_snapstart if spec.snap_start else load_handler
                 with self._captured() as cold_start_output:
-                    self._handlers[spec.logical_id] = load_handler(spec.code_dir, spec.handler, runtime_env)
+                    self._handlers[spec.logical_id] = load(spec.code_dir, spec.handler, runtime_env)
                 self._write_log(spec.logical_id, cold_start_output.getvalue())
             return self._handlers[spec.logical_id]
 

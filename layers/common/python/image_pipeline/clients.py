@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from botocore import UNSIGNED
 from botocore.config import Config
 
 if TYPE_CHECKING:
@@ -43,6 +44,13 @@ class AwsClients:
 
     def _client(self, service: str) -> Any:
         return self.session.client(service, **self._client_kwargs)  # type: ignore[call-overload]
+
+    def load_models(self, *services: str) -> None:
+        """Parse what creating these clients reads from disk (service models, endpoint rules) into
+        the session's cache, without credentials: the clients made here are unsigned throwaways."""
+        unsigned = self._client_kwargs["config"].merge(Config(signature_version=UNSIGNED))
+        for service in services:
+            self.session.client(service, **{**self._client_kwargs, "config": unsigned})  # type: ignore[call-overload]
 
     @cached_property
     def s3(self) -> S3Client:
