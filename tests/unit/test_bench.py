@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from image_pipeline.imaging import RenditionSpec
-from pipeline_cli.commands.bench import main
+from pipeline_cli.commands.bench import SNAPSTART_COLD, main
 from pipeline_cli.imagefactory import encode, make_jpeg
 from pipeline_cli.perf.bench_report import verdicts
 from pipeline_cli.perf.corpus import CORPUS, corpus
@@ -98,12 +99,20 @@ def test_a_quick_run_writes_the_json_and_the_plot(tmp_path: Path) -> None:
     assert main(["--quick", "--repeats", "1", "--out", str(tmp_path), "--corpus", str(tmp_path / "corpus")]) == 0
     document = json.loads((tmp_path / "bench.json").read_text())
     assert [entry["name"] for entry in document["inputs"]] == ["jpeg-1mp", "jpeg-12mp"]
+    # The peers ran in their own processes (libvips never loads in this one), or say why not.
+    running = [engine for engine, description in document["peers"].items() if not description.startswith("skipped")]
+    assert "pyvips" in running  # pinned in requirements/dev.txt
+    peer_variants = {f"{engine} {way}" for engine in running for way in ("per-size", "cascade")}
+    assert "pyvips" not in sys.modules
     for entry in document["inputs"]:
-        assert set(entry["median_ms"]) == {"project", "naive", "floor"}
+        assert set(entry["median_ms"]) == {"project", "naive", "floor", *peer_variants}
+        assert set(entry["rendition_bytes"]) == {"project", "naive", *peer_variants}
         assert set(entry["peak_rss_mb"]) == {"project", "naive", "floor", "handler"}
         assert entry["peak_rss_mb"]["handler"] > entry["peak_rss_mb"]["project"]  # boto3 and Powertools
         assert len(entry["psnr_db"]["project"]) == len(entry["psnr_delivered_db"]["naive"]) == 3
     assert set(document["cold_start"]["tracing off"]) == {"import_ms", "clients_ms", "total_ms"}
+    after_restore = document["cold_start"][SNAPSTART_COLD]
+    assert len(after_restore["clients_ms"]) == len(document["cold_start"]["tracing off"]["clients_ms"])
     assert set(document["targets"]) == {"speedup_vs_naive_12mp", "x_floor_12mp", "psnr_db", "cold_start_ms"}
     assert document["spec"]["sizes"] == list(project_spec().sizes)
     assert (tmp_path / "bench.png").stat().st_size > 10_000

@@ -12,6 +12,7 @@ One run measures, side by side on a generated corpus (cached in build/bench/corp
   - the engines users would pick instead, pyvips and sharp (libvips), each per size and as a
     cascade, one thread, taking turns with the variants above; their files scored alike, bytes
     per rendition too (pipeline_cli.perf.peers; skipped peers are listed as such);
+  - where the time goes on the baseline: each step of the thumbnailer's path timed on its own;
   - the cold start: importing functions/thumbnail/app.py and creating its clients, in fresh
     interpreters of a venv holding only what the function has on Lambda, with Lambda's
     credential variables set; and what is left after a SnapStart restore.
@@ -33,12 +34,14 @@ from pipeline_cli.perf.bench_report import (
     TARGETS,
     finite,
     plot,
+    print_breakdown,
     print_engines,
     print_output_formats,
     print_report,
     relative,
     verdicts,
 )
+from pipeline_cli.perf.breakdown import breakdown
 from pipeline_cli.perf.corpus import BASELINE, CORPUS, DEFAULT_CORPUS, QUICK, corpus
 from pipeline_cli.perf.handler import handler_environment, project_spec
 from pipeline_cli.perf.lambda_process import cold_start, lambda_like_python
@@ -75,6 +78,9 @@ def main(argv: list[str]) -> int:
     checks = verdicts(results, cold["tracing off"]["total_ms"])
     print_report(results, checks, cold, spec)
     print_engines(results, peers)
+    steps = breakdown(paths[BASELINE].read_bytes(), spec, repeats) if BASELINE in paths else {}
+    if steps:
+        print_breakdown(BASELINE, steps)
     formats = output_formats(paths[BASELINE].read_bytes(), spec, repeats) if BASELINE in paths else {}
     if formats:
         print_output_formats(formats, spec)
@@ -85,6 +91,7 @@ def main(argv: list[str]) -> int:
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "cold_start_python": relative(python)},
         "inputs": [{**asdict(r), "speedup_vs_naive": r.speedup_vs_naive, "x_floor": r.x_floor} for r in results],
         "peers": peers.describe(),
+        "breakdown_ms": {BASELINE: steps} if steps else {},
         "cold_start": cold,
         "output_formats": formats,
         "targets": {

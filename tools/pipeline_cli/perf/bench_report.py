@@ -113,6 +113,18 @@ def print_engines(results: list[InputResult], peers: Peers) -> None:
         console.print(f"  {engine}: {description}")
 
 
+def print_breakdown(name: str, steps: dict[str, float]) -> None:
+    """Each step's median ms and its share of the summed steps, then the whole call."""
+    from pipeline_cli.perf.breakdown import WHOLE_CALL
+
+    measured = {step: ms for step, ms in steps.items() if step != WHOLE_CALL}
+    total = sum(measured.values())
+    print(f"Where the time goes on {name} (each step timed on its own, medians):")
+    for step, ms in measured.items():
+        print(f"  {step:<44} {ms:8.1f} ms  {ms / total:6.1%}")
+    print(f"  {'sum of the steps':<44} {total:8.1f} ms\n  {WHOLE_CALL:<44} {steps[WHOLE_CALL]:8.1f} ms")
+
+
 def plot(results: list[InputResult], path: Path) -> None:
     import matplotlib
 
