@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from image_pipeline.imaging import RenditionSpec
+from image_pipeline.imaging import RenditionSpec, make_renditions
 from pipeline_cli.commands.bench import SNAPSTART_COLD, main
 from pipeline_cli.imagefactory import encode, make_jpeg
 from pipeline_cli.perf.bench_report import verdicts
@@ -116,3 +117,15 @@ def test_a_quick_run_writes_the_json_and_the_plot(tmp_path: Path) -> None:
     assert set(document["targets"]) == {"speedup_vs_naive_12mp", "x_floor_12mp", "psnr_db", "cold_start_ms"}
     assert document["spec"]["sizes"] == list(project_spec().sizes)
     assert (tmp_path / "bench.png").stat().st_size > 10_000
+
+
+def test_the_trials_start_from_the_thumbnailers_own_jpeg_path() -> None:
+    from pipeline_cli.perf.trials import TRIALS
+
+    photo = make_jpeg(1600, 1200)
+    spec = RenditionSpec(sizes=(512, 256, 64), quality=82)
+    ours = [rendition.body for rendition in make_renditions(photo, spec).renditions]
+    assert TRIALS["as is (LANCZOS)"](photo, spec) == ours  # byte for byte: only the change differs
+    bilinear = TRIALS["first step BILINEAR"](photo, spec)
+    assert [Image.open(io.BytesIO(body)).size for body in bilinear] == [(512, 384), (256, 192), (64, 48)]
+    assert bilinear[0] != ours[0]

@@ -44,19 +44,26 @@ def time_variants(
     data: bytes, spec: RenditionSpec, repeats: int, peers: Mapping[str, Runner] | None = None
 ) -> dict[str, float]:
     """Median ms per variant, the peers' (timed in their own processes) included."""
-    runners: dict[str, Callable[[bytes, RenditionSpec], object]] = {**RUNNERS, **(peers or {})}
-    variants = tuple(runners)
-    samples: dict[str, list[float]] = {variant: [] for variant in variants}
-    for variant in variants:
-        runners[variant](data, spec)  # warm: the first call pays for plugin and codec setup
+    return time_in_turns({**RUNNERS, **(peers or {})}, data, spec, repeats)
+
+
+def time_in_turns(
+    runners: Mapping[str, Callable[[bytes, RenditionSpec], object]], data: bytes, spec: RenditionSpec, repeats: int
+) -> dict[str, float]:
+    """Median ms of each runner; they take turns in every repeat, in rotating order, so drift on
+    this shared machine hits all of them alike. A PeerRun's own time counts, not the pipe's."""
+    names = tuple(runners)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for name in names:
+        runners[name](data, spec)  # warm: the first call pays for plugin and codec setup
     for repeat in range(repeats):
-        shift = repeat % len(variants)
-        for variant in variants[shift:] + variants[:shift]:
+        shift = repeat % len(names)
+        for name in names[shift:] + names[:shift]:
             started = time.perf_counter()
-            outcome = runners[variant](data, spec)
+            outcome = runners[name](data, spec)
             elapsed = (time.perf_counter() - started) * 1000
-            samples[variant].append(outcome.ms if isinstance(outcome, PeerRun) else elapsed)
-    return {variant: statistics.median(values) for variant, values in samples.items()}
+            samples[name].append(outcome.ms if isinstance(outcome, PeerRun) else elapsed)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def measure(

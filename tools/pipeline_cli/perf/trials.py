@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import statistics
 import sys
-import time
 from collections.abc import Callable
 
 from PIL import Image
@@ -25,6 +23,7 @@ from pipeline_cli.perf.corpus import BASELINE, DEFAULT_CORPUS, corpus
 from pipeline_cli.perf.fidelity import psnr, reference
 from pipeline_cli.perf.handler import project_spec
 from pipeline_cli.perf.peers import PeerRun, Peers
+from pipeline_cli.perf.timing import time_in_turns
 
 Trial = Callable[[bytes, RenditionSpec], list[bytes]]
 LANCZOS = Image.Resampling.LANCZOS
@@ -98,27 +97,19 @@ def main(argv: list[str]) -> int:
             **TRIALS,
             **{name: run for name, run in peers.runners.items() if name.endswith("cascade")},
         }
-        names = tuple(engines)
-        files = {name: engines[name](data, spec) for name in names}  # warm, and the files scored
-        samples: dict[str, list[float]] = {name: [] for name in names}
-        for repeat in range(args.repeats):
-            shift = repeat % len(names)
-            for name in names[shift:] + names[:shift]:
-                started = time.perf_counter()
-                outcome = engines[name](data, spec)
-                elapsed = (time.perf_counter() - started) * 1000
-                samples[name].append(outcome.ms if isinstance(outcome, PeerRun) else elapsed)
+        files = {name: run(data, spec) for name, run in engines.items()}  # the files scored
+        medians = time_in_turns(engines, data, spec, args.repeats)
     bodies = {name: (out.files if isinstance(out, PeerRun) else out) for name, out in files.items()}
     decoded = {name: [Image.open(io.BytesIO(body)) for body in out] for name, out in bodies.items()}
     refs = reference(data, [image.size for image in decoded["make_renditions"]])
     print(f"{args.input}: sizes {spec.sizes} JPEG q{spec.quality}, medians of {args.repeats}; {peers.describe()}")
     print(f"  {'engine':<26} {'ms':>7}  delivered PSNR dB per rendition   KB per rendition")
-    for name in names:
+    for name in engines:
         own = refs if [i.size for i in decoded[name]] == [r.size for r in refs] else None
         own = own or reference(data, [image.size for image in decoded[name]])
         scores = " / ".join(f"{psnr(image, ref):5.2f}" for image, ref in zip(decoded[name], own, strict=True))
         kilobytes = " / ".join(f"{len(body) / 1000:.1f}" for body in bodies[name])
-        print(f"  {name:<26} {statistics.median(samples[name]):7.1f}  {scores:<32}  {kilobytes}")
+        print(f"  {name:<26} {medians[name]:7.1f}  {scores:<32}  {kilobytes}")
     return 0
 
 
