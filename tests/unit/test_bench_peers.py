@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from image_pipeline.imaging import RenditionSpec
-from pipeline_cli.imagefactory import encode, make_jpeg
+from pipeline_cli.imagefactory import encode, make_heic, make_jpeg
 from pipeline_cli.perf.fidelity import fidelity
-from pipeline_cli.perf.peers import Peers, pyvips_peer, sharp_peer
+from pipeline_cli.perf.peers import Peers, pyvips_peer, sharp_peer, usable_on
 from pipeline_cli.perf.timing import time_variants
 
 SPEC = RenditionSpec(sizes=(256, 64), quality=82)
@@ -87,3 +87,12 @@ def test_a_peer_that_cannot_start_is_reported_skipped_with_the_reason(tmp_path: 
     assert peer.runners == {}
     assert peer.skipped.startswith("pyvips does not start:")
     assert str(no_python) in peer.skipped
+
+
+def test_an_input_an_engine_cannot_decode_is_skipped_for_that_engine_with_its_reason(peers: Peers) -> None:
+    heic = make_heic(600, 400)  # pyvips-binary's libvips has no HEVC decoder
+    usable, skipped = usable_on(heic, SPEC, peers.runners)
+    assert set(usable) | set(skipped) == set(peers.runners)
+    assert "HEVC" in skipped["pyvips cascade"]
+    jpeg_usable, jpeg_skipped = usable_on(make_jpeg(600, 400), SPEC, peers.runners)
+    assert (set(jpeg_usable), jpeg_skipped) == (set(peers.runners), {})

@@ -105,12 +105,18 @@ def print_engines(results: list[InputResult], peers: Peers) -> None:
     for r in results:
         cells = []
         for name in names:
+            if name in r.skipped:
+                cells.append("skipped")
+                continue
             kilobytes = "/".join(f"{size / 1000:.0f}" for size in r.rendition_bytes[name])
             cells.append(f"{r.median_ms[name]:.1f}  {_db(min(r.psnr_delivered_db[name]))}  {kilobytes}")
         table.add_row(r.name, *cells)
     console.print(table)
     for engine, description in peers.describe().items():
         console.print(f"  {engine}: {description}")
+    for r in results:
+        for name, reason in r.skipped.items():
+            console.print(f"  skipped {name} on {r.name}: {reason[:160]}")
 
 
 def print_breakdown(name: str, steps: dict[str, float]) -> None:

@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -32,6 +32,10 @@ SHARP_VERSION = "0.35.5"  # npm; its prebuilt libvips comes with it
 SHARP_DIRECTORY = PROJECT_ROOT / "build" / "peers"
 SHARP_SCRIPT = Path(__file__).with_name("sharp_peer.mjs")
 WAYS = ("per-size", "cascade")
+
+
+class PeerError(RuntimeError):
+    """The engine refused the input (e.g. a format its build cannot decode)."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ class PeerProcess:
             raise RuntimeError(f"exited with {self._process.wait()}: {last_lines}")
         reply: dict[str, Any] = json.loads(line)
         if "error" in reply:
-            raise RuntimeError(reply["error"])
+            raise PeerError(" ".join(reply["error"].split()))
         return reply
 
     def run(self, way: str, data: bytes, spec: RenditionSpec) -> PeerRun:
@@ -103,6 +107,22 @@ class PeerProcess:
             self._process.stdin.close()
         self._process.wait(timeout=30)
         self._stderr.close()
+
+
+def usable_on(
+    data: bytes, spec: RenditionSpec, runners: Mapping[str, Runner]
+) -> tuple[dict[str, Runner], dict[str, str]]:
+    """The runners that render this input, and why each other one cannot (its engine's words):
+    pyvips-binary's libvips, for one, has no HEVC decoder for HEIC."""
+    usable, skipped = {}, {}
+    for name, run in runners.items():
+        try:
+            run(data, spec)
+        except PeerError as error:
+            skipped[name] = str(error)
+        else:
+            usable[name] = run
+    return usable, skipped
 
 
 def _started(engine: str, command: Sequence[str], env: dict[str, str]) -> tuple[Peer, PeerProcess | None]:

@@ -13,7 +13,7 @@ from image_pipeline.imaging import RenditionSpec, make_renditions
 from pipeline_cli.perf.corpus import CORPUS, OUTPUT_FORMATS
 from pipeline_cli.perf.fidelity import fidelity
 from pipeline_cli.perf.lambda_process import peak_rss_mb
-from pipeline_cli.perf.peers import PeerRun, Runner
+from pipeline_cli.perf.peers import PeerRun, Runner, usable_on
 from pipeline_cli.perf.variants import RUNNERS, VARIANTS, open_any
 
 RSS_VARIANTS = (*VARIANTS, "handler")
@@ -30,6 +30,7 @@ class InputResult:
     psnr_db: dict[str, list[float]] = field(default_factory=dict)
     psnr_delivered_db: dict[str, list[float]] = field(default_factory=dict)
     rendition_bytes: dict[str, list[int]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # peer variant -> why it cannot render this input
 
     @property
     def speedup_vs_naive(self) -> float:
@@ -80,9 +81,10 @@ def measure(
         with open_any(data) as probe:
             pixels = probe.width * probe.height
         result = InputResult(name, len(data), pixels, cases[name].photographic)
-        result.median_ms = time_variants(data, spec, repeats, peers)
+        usable, result.skipped = usable_on(data, spec, peers or {})
+        result.median_ms = time_variants(data, spec, repeats, usable)
         result.peak_rss_mb = {variant: peak_rss_mb(variant, path, spec, lambda_python) for variant in RSS_VARIANTS}
-        scores = fidelity(data, spec, peers)
+        scores = fidelity(data, spec, usable)
         result.psnr_db, result.psnr_delivered_db = scores.psnr_db, scores.psnr_delivered_db
         result.rendition_bytes = scores.rendition_bytes
         results.append(result)
