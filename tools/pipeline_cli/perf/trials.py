@@ -103,13 +103,13 @@ def main(argv: list[str]) -> int:
     decoded = {name: [Image.open(io.BytesIO(body)) for body in out] for name, out in bodies.items()}
     refs = reference(data, [image.size for image in decoded["make_renditions"]])
     print(f"{args.input}: sizes {spec.sizes} JPEG q{spec.quality}, medians of {args.repeats}; {peers.describe()}")
-    print(f"  {'engine':<26} {'ms':>7}  delivered PSNR dB per rendition   KB per rendition")
+    print(f"  {'engine':<30} {'ms':>7}  delivered PSNR dB per rendition   KB per rendition")
     for name in engines:
         own = refs if [i.size for i in decoded[name]] == [r.size for r in refs] else None
         own = own or reference(data, [image.size for image in decoded[name]])
         scores = " / ".join(f"{psnr(image, ref):5.2f}" for image, ref in zip(decoded[name], own, strict=True))
         kilobytes = " / ".join(f"{len(body) / 1000:.1f}" for body in bodies[name])
-        print(f"  {name:<26} {medians[name]:7.1f}  {scores:<32}  {kilobytes}")
+        print(f"  {name:<30} {medians[name]:7.1f}  {scores:<32}  {kilobytes}")
     return 0
 
 
