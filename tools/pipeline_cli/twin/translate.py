@@ -21,6 +21,7 @@ ALL_FEATURES = {
     "EnableUploadApi": "true",
     "AlarmEmail": "ops@example.com",
     "BackfillInventoryBucket": "inventory-reports-example",
+    "EnableSnapStart": "true",
 }
 
 
