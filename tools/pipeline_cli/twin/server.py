@@ -3,6 +3,11 @@
 In-process on purpose: the runner reaches into moto's backends where CloudFormation support
 is missing, and moto's Step Functions executor calls Lambda in this process, where the
 router can hand the call to the real handler.
+
+moto's server answers requests on several threads, and its backends are not atomic: it applies
+an UpdateItem's clauses one by one, so a Scan served meanwhile can return the item half-written.
+AWS's requests are atomic, so the twin serialises each service's requests where that is safe: a
+service whose requests never wait on another request of the same service (see ATOMIC_SERVICES).
 """
 
 from __future__ import annotations
@@ -11,15 +16,17 @@ import functools
 import logging
 import os
 import socket
+import threading
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import requests
-from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
 
 from pipeline_cli.twin.moto_compat import distributed_map_like_aws
 from pipeline_cli.twin.runtime import environment
@@ -48,6 +55,50 @@ def ensure_free(port: int) -> None:
             probe.bind(("127.0.0.1", port))
         except OSError as error:
             raise OSError(f"port {port} is not free: {error.strerror}") from None
+
+
+# One request at a time per service for these. Not the others: an SQS ReceiveMessage may wait
+# (long polling) for a SendMessage; a Lambda Invoke runs a handler that calls back into the server;
+# Step Functions' executor calls Lambda, DynamoDB and SNS from its own threads.
+ATOMIC_SERVICES = frozenset({"dynamodb", "s3"})
+
+
+class _AtomicRequests(DomainDispatcherApplication):
+    """moto's WSGI application, answering the ATOMIC_SERVICES' requests one at a time."""
+
+    def __init__(self) -> None:
+        super().__init__(create_backend_app)
+        self._service_locks = {service: threading.Lock() for service in ATOMIC_SERVICES}
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        backend_app = self.get_application(environ)
+        lock = self._service_locks.get(backend_app.service)  # type: ignore[attr-defined]
+        if lock is None:
+            response: Iterable[bytes] = backend_app(environ, start_response)
+            return response
+        with lock:  # the whole response is made inside: moto's backends do their work while it is read
+            chunks = backend_app(environ, start_response)
+            try:
+                return [b"".join(chunks)]
+            finally:
+                getattr(chunks, "close", lambda: None)()
+
+
+class _TwinServer:
+    """moto's server (as ThreadedMotoServer runs it), with the application answering atomically."""
+
+    def __init__(self, port: int) -> None:
+        self._server = make_server(
+            "127.0.0.1", port, _AtomicRequests(), threaded=True, request_handler=MotoRequestHandler
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join()
 
 
 @dataclass(frozen=True)
@@ -103,8 +154,8 @@ def embedded_moto(port: int | None = None, extra_env: Mapping[str, str] | None =
     if port is None:
         port = free_port()
     else:
-        ensure_free(port)  # moto's server thread would wait forever for a port it cannot bind
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        ensure_free(port)  # one clear line for a port in use (make up's 4566 often is)
+    server = _TwinServer(port)
     server.start()
     endpoint = Endpoint(f"http://localhost:{port}")
     # moto keeps its backends in this process: start from, and leave, an empty account.
