@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
+from image_pipeline.queues import receive_until_drained
+
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef, MessageTypeDef
@@ -39,9 +41,7 @@ Method = Literal["auto", "move-task", "loop"]
 METHODS: tuple[Method, ...] = ("auto", "move-task", "loop")
 MOVE_TASK = "StartMessageMoveTask"
 LOOP = "receive/send/delete"
-SQS_BATCH = 10
 RECEIVE_VISIBILITY_SECONDS = 60  # long enough to send and delete one batch; a crashed run's batch reappears
-_EMPTY_RECEIVES_BEFORE_STOP = 3  # short polls can come back empty while messages remain (SQS samples hosts)
 # Error codes meaning "this endpoint has no StartMessageMoveTask" rather than "the call failed".
 _UNSUPPORTED_CODES = {"NotImplemented", "InvalidAction", "UnknownOperationException", "UnsupportedOperation"}
 
@@ -181,23 +181,17 @@ def move_messages(
     """Receive from the DLQ, send to the destination, then delete what the destination accepted."""
     fifo = destination_url.endswith(".fifo")
     counts = MoveCounts()
-    empty_receives = 0
-    while max_messages is None or counts.moved + counts.not_moved < max_messages:
-        handled = counts.moved + counts.not_moved
-        wanted = SQS_BATCH if max_messages is None else min(SQS_BATCH, max_messages - handled)
-        messages = sqs.receive_message(
-            QueueUrl=dead_letter_queue_url,
-            MaxNumberOfMessages=wanted,
-            MessageAttributeNames=["All"],
-            MessageSystemAttributeNames=["MessageGroupId", "MessageDeduplicationId"],
-            VisibilityTimeout=visibility_timeout,
-        ).get("Messages", [])
-        if not messages:
-            empty_receives += 1
-            if empty_receives >= _EMPTY_RECEIVES_BEFORE_STOP or visible_messages(sqs, dead_letter_queue_url) == 0:
-                break
-            continue
-        empty_receives = 0
+    batches = receive_until_drained(
+        sqs,
+        dead_letter_queue_url,
+        limit=max_messages,
+        handled=lambda: counts.moved + counts.not_moved,
+        drained=lambda: visible_messages(sqs, dead_letter_queue_url) == 0,
+        MessageAttributeNames=["All"],
+        MessageSystemAttributeNames=["MessageGroupId", "MessageDeduplicationId"],
+        VisibilityTimeout=visibility_timeout,
+    )
+    for messages in batches:
         by_id = {str(index): message for index, message in enumerate(messages)}
         accepted = _send_entries(
             sqs, destination_url, [_entry(entry_id, m, fifo=fifo) for entry_id, m in by_id.items()], counts

@@ -27,6 +27,7 @@ from urllib.parse import unquote_plus
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from image_pipeline.queues import receive_until_drained
 from image_pipeline.reprocess import MAX_OBJECTS
 
 if TYPE_CHECKING:
@@ -34,9 +35,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_stepfunctions import SFNClient
 
-SQS_BATCH = 10
 RECEIVE_VISIBILITY_SECONDS = 300  # a crashed replay's records reappear after this
-_EMPTY_RECEIVES_BEFORE_STOP = 3  # short polls can come back empty while messages remain
 
 
 class UnreplayableRecord(ValueError):
@@ -113,18 +112,14 @@ def receive_failures(
     """Receive destination records (hidden for RECEIVE_VISIBILITY_SECONDS), parsed; the unreadable
     ones are counted and left to reappear."""
     received: list[Received] = []
-    empty_receives = 0
-    while max_records is None or report.received < max_records:
-        wanted = SQS_BATCH if max_records is None else min(SQS_BATCH, max_records - report.received)
-        messages = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=wanted, VisibilityTimeout=RECEIVE_VISIBILITY_SECONDS
-        ).get("Messages", [])
-        if not messages:
-            empty_receives += 1
-            if empty_receives >= _EMPTY_RECEIVES_BEFORE_STOP:
-                break
-            continue
-        empty_receives = 0
+    batches = receive_until_drained(
+        sqs,
+        queue_url,
+        limit=max_records,
+        handled=lambda: report.received,
+        VisibilityTimeout=RECEIVE_VISIBILITY_SECONDS,
+    )
+    for messages in batches:
         for message in messages:
             report.received += 1
             try:
