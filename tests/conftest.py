@@ -1,4 +1,4 @@
-"""Shared fixtures: fake credentials, a moto-backed stack, handlers loaded like Lambda loads them."""
+"""Shared fixtures: fake credentials, the deployed stack in moto, handlers loaded like Lambda loads them."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from moto import mock_aws
 
 from image_pipeline.clients import AwsClients
 from pipeline_cli.twin.runtime import LambdaContext, load_handler
-from tests.stack import REGION, TestStack, create_test_stack
+from pipeline_cli.twin.server import REGION
+from tests.stack import TestStack, deployed_stack
 
 EVENTS_DIR = Path(__file__).resolve().parents[1] / "events"
 
@@ -39,8 +40,11 @@ def aws() -> Iterator[AwsClients]:
 
 
 @pytest.fixture
-def stack(aws: AwsClients) -> TestStack:
-    return create_test_stack(aws)
+def stack(request: pytest.FixtureRequest) -> Iterator[TestStack]:
+    """template.yaml deployed by the twin, in a mocked account of the test's own; template
+    parameters for it by indirect parametrization: parametrize("stack", [{"Name": "value"}], indirect=True)."""
+    with deployed_stack(**getattr(request, "param", {})) as deployed:
+        yield deployed
 
 
 def load_event(name: str) -> dict[str, Any]:

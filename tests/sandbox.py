@@ -2,7 +2,7 @@
 
 A regression that decodes a decompression bomb must fail a test, not the test run or the
 machine. The child process:
-- has its own moto stack (tests.stack) and loads functions/thumbnail/app.py like Lambda does;
+- has its own deployed stack (tests.stack) and loads functions/thumbnail/app.py like Lambda does;
 - runs under an address-space limit (RLIMIT_AS), so a multi-GB allocation fails in the child;
 - measures each case's peak resident memory: VmHWM, reset before the case by writing 5 to
   /proc/self/clear_refs (Linux >= 4.0), minus the resident size when the case started;
@@ -29,6 +29,9 @@ from typing import Any
 DELETE_VERSION = "delete the version"  # permanently: the event's versionId no longer exists
 DELETE_KEY = "delete the key"  # a delete marker; the event carries no versionId (unversioned bucket)
 
+# The child deploys the stack before its first case: a guard against one that never starts, not a
+# timing assertion (the machine is shared).
+STARTUP_TIMEOUT_SECONDS = 120.0
 _PROBES = {"top left": (0.05, 0.05), "centre": (0.5, 0.5)}
 
 
@@ -109,7 +112,7 @@ class HandlerSandbox:
         child.close()
         self._connection = parent
         try:
-            ready = parent.poll(self._timeout) and parent.recv() == "ready"
+            ready = parent.poll(STARTUP_TIMEOUT_SECONDS) and parent.recv() == "ready"
         except EOFError:
             ready = False
         if not ready:
@@ -158,13 +161,9 @@ def _serve(connection: Connection, headroom_mb: int) -> None:
         os.environ.pop(name, None)
     sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115  # handler logs; errors go to stderr
 
-    from moto import mock_aws
+    from tests.stack import deployed_stack
 
-    from image_pipeline.clients import AwsClients
-    from tests.stack import create_test_stack
-
-    with mock_aws():
-        stack = create_test_stack(AwsClients())
+    with deployed_stack() as stack:
         runner = _CaseRunner(stack)
         runner.handler(())  # import everything a case needs before the cap and the first measurement
         address_space = int((_memory_mb("VmSize") + headroom_mb) * 1024 * 1024)

@@ -1,41 +1,40 @@
-"""A moto-backed copy of the stack's data plane for unit tests, built FROM template.yaml.
+"""The stack unit tests run against: template.yaml deployed by the twin, as `make demo` and
+`make up` deploy it (pipeline_cli.twin.deploy), into moto's in-process backends.
 
-The table schema (keys, index, TTL) is read from the template so tests cannot drift from what
-is deployed. The whole-stack deployment (SAM translation, subscriptions, policies) is the local
-runner's job; unit tests need only the buckets, the table, the topic and a queue that sees events.
+A deployment takes seconds, so it is made once per process and set of parameters; each test
+then starts from a copy of that deployed account (moto_compat.AccountSnapshot): tests are as
+isolated as with a deployment of their own. Handlers are loaded by the test (tests/conftest.py)
+with the environment the deployment gave their function.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
+
+from moto import mock_aws
+from moto.core.config import DefaultConfig
 
 from image_pipeline.cleanup import Cleanup
 from image_pipeline.clients import AwsClients
 from image_pipeline.config import CleanupSettings
 from image_pipeline.repository import ImagesRepository
-from pipeline_cli.twin.template import resource
+from pipeline_cli.twin.deploy import DeployedStack, deploy
+from pipeline_cli.twin.moto_compat import AccountSnapshot, route_s3_notifications
+from pipeline_cli.twin.server import Endpoint
 
-REGION = "us-east-1"
-
-
-def create_table_from_template(clients: AwsClients, logical_id: str, table_name: str) -> str:
-    properties = resource(logical_id)["Properties"]
-    request: dict[str, Any] = {
-        "TableName": table_name,
-        "BillingMode": properties["BillingMode"],
-        "AttributeDefinitions": properties["AttributeDefinitions"],
-        "KeySchema": properties["KeySchema"],
-    }
-    if "GlobalSecondaryIndexes" in properties:
-        request["GlobalSecondaryIndexes"] = properties["GlobalSecondaryIndexes"]
-    clients.dynamodb.create_table(**request)
-    ttl = properties.get("TimeToLiveSpecification")
-    if ttl:
-        clients.dynamodb.update_time_to_live(TableName=table_name, TimeToLiveSpecification=ttl)
-    return table_name
+STACK_NAME = "test"
+# Every part of the template deployed: the webhook consumer exists only with a URL (a test
+# points its function at a receiver of its own through the environment).
+TEST_PARAMETERS = {"WebhookUrl": "https://webhook.invalid/images"}
+EVENTS_TAP = "test-image-events-tap"
+# As the twin's server runs it (pipeline_cli.twin.server): Step Functions executes definitions.
+MOTO_CONFIG: DefaultConfig = {"stepfunctions": {"execute_state_machine": True}}
 
 
 @dataclass
@@ -43,28 +42,42 @@ class TestStack:
     __test__ = False  # a fixture's value, not a test class
 
     clients: AwsClients
-    ingest_bucket: str
-    renditions_bucket: str
-    images_table: str
-    events_topic_arn: str
-    events_queue_url: str  # raw-delivery subscription to the topic: what consumers would see
+    deployed: DeployedStack
+    events_queue_url: str  # a test's tap: raw-delivery subscription to the topic, everything published
+    # (function ARN, event) S3 sent to Lambda, held: a unit test invokes the handler itself
+    s3_notifications: list[tuple[str, Any]] = field(default_factory=list)
+
+    def resource(self, logical_id: str) -> str:
+        """A resource's physical id (its Ref): name, URL or ARN by type."""
+        return self.deployed.physical_ids[logical_id]
+
+    @property
+    def ingest_bucket(self) -> str:
+        return self.resource("IngestBucket")
+
+    @property
+    def renditions_bucket(self) -> str:
+        return self.resource("RenditionsBucket")
+
+    @property
+    def images_table(self) -> str:
+        return self.resource("ImagesTable")
+
+    @property
+    def events_topic_arn(self) -> str:
+        return self.resource("ImageEventsTopic")
+
+    @property
+    def parameters(self) -> dict[str, str]:
+        """Every template parameter's value in this deployment."""
+        return self.deployed.parameters
+
+    def env(self, function: str, **overrides: str) -> dict[str, str]:
+        """The function's environment as deployed (template.yaml's, resolved), with overrides."""
+        return self.deployed.functions[function].environment | overrides
 
     def thumbnail_env(self, **overrides: str) -> dict[str, str]:
-        env = {
-            "INGEST_BUCKET": self.ingest_bucket,
-            "RENDITIONS_BUCKET": self.renditions_bucket,
-            "IMAGES_TABLE": self.images_table,
-            "EVENTS_TOPIC_ARN": self.events_topic_arn,
-            "UPLOAD_PREFIX": "uploads/",
-            "RENDITION_SIZES": "1024,512,128",
-            "RENDITION_FORMAT": "JPEG",
-            "RENDITION_QUALITY": "82",
-            "POWERTOOLS_SERVICE_NAME": "image-pipeline",
-            "POWERTOOLS_METRICS_NAMESPACE": "ImagePipeline",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-        }
-        env.update(overrides)
-        return env
+        return self.env("ThumbnailFunction", **overrides)
 
     def put_upload(self, key: str, body: bytes) -> dict[str, Any]:
         """Upload like a client would; returns what an S3 event would carry about it."""
@@ -77,7 +90,7 @@ class TestStack:
         return record.to_dict() if record else None
 
     def published_events(self) -> list[dict[str, Any]]:
-        """Drain the capture queue: every message published to the topic, in arrival order."""
+        """Drain the tap: every message published to the topic, in arrival order."""
         messages: list[dict[str, Any]] = []
         while True:
             response = self.clients.sqs.receive_message(
@@ -99,21 +112,39 @@ class TestStack:
         return sorted(obj["Key"] for obj in response.get("Contents", []))
 
 
-def create_test_stack(clients: AwsClients) -> TestStack:
-    ingest, renditions = "test-ingest", "test-renditions"
-    clients.s3.create_bucket(Bucket=ingest)
-    clients.s3.put_bucket_versioning(Bucket=ingest, VersioningConfiguration={"Status": "Enabled"})
-    clients.s3.create_bucket(Bucket=renditions)
-    table = create_table_from_template(clients, "ImagesTable", "test-images")
-    topic_arn = clients.sns.create_topic(Name="test-image-events")["TopicArn"]
-    queue_url = clients.sqs.create_queue(QueueName="test-image-events-capture")["QueueUrl"]
-    queue_arn = clients.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    clients.sns.subscribe(
-        TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
+def _tap(endpoint: Endpoint, topic_arn: str) -> str:
+    """A queue that receives everything published to the topic: what the tests observe it by."""
+    sqs = endpoint.client("sqs")
+    url: str = sqs.create_queue(QueueName=EVENTS_TAP)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    endpoint.client("sns").subscribe(
+        TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
     )
-    return TestStack(clients, ingest, renditions, table, topic_arn, queue_url)
+    return url
+
+
+@functools.cache
+def _deployment(parameters: tuple[tuple[str, str], ...]) -> tuple[DeployedStack, str, AccountSnapshot]:
+    with mock_aws(config=MOTO_CONFIG):
+        endpoint = Endpoint("")  # no URL: boto3's own endpoints, which mock_aws answers in-process
+        deployed = deploy(endpoint, STACK_NAME, dict(parameters))
+        tap = _tap(endpoint, deployed.physical_ids["ImageEventsTopic"])
+        return deployed, tap, AccountSnapshot.take()
+
+
+@contextmanager
+def deployed_stack(**parameters: str) -> Iterator[TestStack]:
+    """template.yaml deployed (TEST_PARAMETERS, then `parameters`) in a mocked account of its own,
+    for the duration of the block."""
+    deployed, tap, snapshot = _deployment(tuple(sorted((TEST_PARAMETERS | parameters).items())))
+    stack = TestStack(AwsClients(), deployed, tap)
+
+    def hold(function_arn: str, event: Any) -> None:
+        stack.s3_notifications.append((function_arn, event))
+
+    with mock_aws(config=MOTO_CONFIG), route_s3_notifications(hold):
+        snapshot.restore()
+        yield stack
 
 
 def cleanup_settings_for(stack: TestStack, **changes: Any) -> CleanupSettings:

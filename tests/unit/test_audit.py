@@ -23,7 +23,8 @@ from image_pipeline.subscriber import (
 )
 from pipeline_cli.twin.runtime import load_handler
 from tests.conftest import lambda_context
-from tests.consumers import FanoutStack, create_fanout_stack, events_from_sample, handler_module, lambda_sqs_record
+from tests.consumers import FanoutStack, events_from_sample, handler_module, lambda_sqs_record
+from tests.stack import TestStack
 
 PROCESSED, FAILED = events_from_sample("sqs-image-events-batch.json")
 
@@ -36,8 +37,8 @@ def event_body(event_id: str, occurred_at: str, event_type: str = "ImageProcesse
 
 
 @pytest.fixture
-def fanout(aws: Any) -> FanoutStack:
-    return create_fanout_stack(aws)
+def fanout(stack: TestStack) -> FanoutStack:
+    return FanoutStack.of(stack)
 
 
 @pytest.fixture

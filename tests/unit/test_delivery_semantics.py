@@ -1,9 +1,9 @@
 """At-least-once in, exactly-once effect per object version: duplicates, reordering, overwrites,
 deletions, redelivery and concurrency, through the real handlers against moto.
 
-The thumbnailer publishes to the same topic the consumers' queues subscribe to (create_test_stack
-and create_fanout_stack share it), so a webhook test follows an upload all the way to the HTTP
-receiver: S3 event -> ThumbnailFunction -> SNS -> WebhookQueue -> WebhookFunction -> 127.0.0.1.
+The thumbnailer publishes to the topic the consumers' queues subscribe to (one deployed stack), so
+a webhook test follows an upload all the way to the HTTP receiver:
+S3 event -> ThumbnailFunction -> SNS -> WebhookQueue -> WebhookFunction -> 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pipeline_cli.imagefactory import make_jpeg
 from pipeline_cli.twin import moto_compat
 from pipeline_cli.twin.runtime import load_handler
 from pipeline_cli.webhook_receiver import WebhookServer
-from tests.consumers import WEBHOOK_SECRET, FanoutStack, create_fanout_stack, webhook_mapping
+from tests.consumers import FanoutStack, webhook_mapping
 from tests.s3events import s3_put_event
 from tests.stack import TestStack, cleanup_for
 
@@ -84,14 +84,14 @@ def removed_event(created: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture
 def fanout(stack: TestStack, monkeypatch: pytest.MonkeyPatch) -> FanoutStack:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # the receiver is local whatever the shell says
-    consumers = create_fanout_stack(stack.clients)
+    consumers = FanoutStack.of(stack)
     assert consumers.topic_arn == stack.events_topic_arn  # what the thumbnailer publishes, consumers receive
     return consumers
 
 
 @pytest.fixture
-def server() -> Iterator[WebhookServer]:
-    with WebhookServer(WEBHOOK_SECRET) as running:
+def server(fanout: FanoutStack) -> Iterator[WebhookServer]:
+    with WebhookServer(fanout.signing_secret) as running:
         yield running
 
 

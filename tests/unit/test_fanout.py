@@ -17,14 +17,8 @@ from pipeline_cli.twin.runtime import load_handler
 from pipeline_cli.twin.template import load_template, resolve, resource
 from pipeline_cli.webhook_receiver import WebhookServer
 from tests.conftest import lambda_context
-from tests.consumers import (
-    WEBHOOK_SECRET,
-    consumers_of,
-    create_fanout_stack,
-    event_source,
-    handler_module,
-    webhook_mapping,
-)
+from tests.consumers import FanoutStack, consumers_of, event_source, handler_module, webhook_mapping
+from tests.stack import TestStack, deployed_stack
 
 # Every consumer of ImageEventsTopic, found in template.yaml: a new one is checked here without edits.
 CONSUMERS = tuple(consumer.function.removesuffix("Function") for consumer in consumers_of("ImageEventsTopic"))
@@ -48,9 +42,14 @@ def item(name: str, status: str = "SUCCEEDED") -> ImageRecord:
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookServer]:
+def fanout(stack: TestStack) -> FanoutStack:
+    return FanoutStack.of(stack)
+
+
+@pytest.fixture
+def server(fanout: FanoutStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookServer]:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    with WebhookServer(WEBHOOK_SECRET) as running:
+    with WebhookServer(fanout.signing_secret) as running:
         yield running
 
 
@@ -180,21 +179,23 @@ def test_the_webhook_acts_only_when_a_url_is_configured() -> None:
 # ---------------------------------------------------------------- delivery through SNS and SQS
 
 
-def test_each_queue_gets_the_raw_event_its_filter_policy_admits(aws: Any) -> None:
-    fanout = create_fanout_stack(aws, WebhookEventTypes="ImageFailed")
+def test_each_queue_gets_the_raw_event_its_filter_policy_admits() -> None:
     processed, failed = event_for_record(item("ok")), event_for_record(item("bad", "FAILED"))
+    with deployed_stack(WebhookEventTypes="ImageFailed") as stack:
+        fanout = FanoutStack.of(stack)
+        fanout.publish(processed)
+        fanout.publish(failed)
 
-    fanout.publish(processed)
-    fanout.publish(failed)
+        def bodies(url: str) -> list[dict[str, Any]]:
+            messages = stack.clients.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+            )
+            return [
+                json.loads(m["Body"]) | {"_type": m["MessageAttributes"]["event_type"]["StringValue"]}
+                for m in messages["Messages"]
+            ]
 
-    def bodies(url: str) -> list[dict[str, Any]]:
-        messages = aws.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"])
-        return [
-            json.loads(m["Body"]) | {"_type": m["MessageAttributes"]["event_type"]["StringValue"]}
-            for m in messages["Messages"]
-        ]
-
-    webhook, audit = bodies(fanout.queues("WebhookFunction").url), bodies(fanout.queues("AuditFunction").url)
+        webhook, audit = bodies(fanout.queues("WebhookFunction").url), bodies(fanout.queues("AuditFunction").url)
     assert webhook == [failed.to_message() | {"_type": "ImageFailed"}]
     assert sorted(audit, key=lambda m: m["event_type"]) == [
         failed.to_message() | {"_type": "ImageFailed"},
@@ -202,8 +203,9 @@ def test_each_queue_gets_the_raw_event_its_filter_policy_admits(aws: Any) -> Non
     ]
 
 
-def test_one_failing_message_in_a_real_batch_is_the_only_batch_item_failure(aws: Any, server: WebhookServer) -> None:
-    fanout = create_fanout_stack(aws)
+def test_one_failing_message_in_a_real_batch_is_the_only_batch_item_failure(
+    fanout: FanoutStack, server: WebhookServer
+) -> None:
     events = [event_for_record(item(f"image-{n}")) for n in range(3)]
     for event in events:
         fanout.publish(event)
@@ -213,18 +215,17 @@ def test_one_failing_message_in_a_real_batch_is_the_only_batch_item_failure(aws:
 
     assert len(poll.received) == 3
     [failed_id] = poll.failed
-    remaining = aws.sqs.receive_message(QueueUrl=fanout.queues("WebhookFunction").url, MaxNumberOfMessages=10)[
-        "Messages"
-    ]
+    remaining = fanout.clients.sqs.receive_message(
+        QueueUrl=fanout.queues("WebhookFunction").url, MaxNumberOfMessages=10
+    )["Messages"]
     assert [(m["MessageId"], json.loads(m["Body"])["event_id"]) for m in remaining] == [(failed_id, events[1].event_id)]
     delivered = {request.event_id for request in server.requests if request.status == 200}
     assert delivered == {events[0].event_id, events[2].event_id}
 
 
 def test_a_poison_message_is_dead_lettered_redriven_and_then_delivered_once(
-    aws: Any, server: WebhookServer, capsys: pytest.CaptureFixture[str]
+    fanout: FanoutStack, server: WebhookServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fanout = create_fanout_stack(aws)
     max_receives = int(fanout.parameters["WebhookMaxReceiveCount"])
     poison, healthy = event_for_record(item("poison")), event_for_record(item("healthy"))
     server.script(poison.event_id, *[500] * max_receives)  # the receiver is down for this event
@@ -254,8 +255,7 @@ def test_a_poison_message_is_dead_lettered_redriven_and_then_delivered_once(
     assert len(server.delivered(healthy.event_id)) == 1
 
 
-def test_the_audit_trail_archives_every_event_once_through_the_queue(aws: Any) -> None:
-    fanout = create_fanout_stack(aws)
+def test_the_audit_trail_archives_every_event_once_through_the_queue(fanout: FanoutStack) -> None:
     handler = load_handler("functions/audit", "app.lambda_handler", fanout.audit_env())
     handler_module(handler).clients = fanout.clients
     mapping = event_source(fanout, "AuditFunction", handler, lambda_context("AuditFunction"))

@@ -25,7 +25,7 @@ from image_pipeline.keys import image_id_for
 from pipeline_cli.imagefactory import make_jpeg
 from pipeline_cli.twin.template import resource
 from pipeline_cli.webhook_receiver import WebhookServer
-from tests.consumers import WEBHOOK_SECRET, create_fanout_stack, webhook_mapping
+from tests.consumers import FanoutStack, webhook_mapping
 from tests.faults import SERVER_ERROR, THROTTLED, BackoffRecorder, Fault, crash_after, inject
 from tests.s3events import s3_put_event
 from tests.stack import TestStack, cleanup_for
@@ -218,7 +218,7 @@ def test_a_crash_after_publishing_is_retried_without_a_consumer_seeing_the_event
     stack: TestStack, invoke_thumbnail: Invoke, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    fanout = create_fanout_stack(stack.clients)
+    fanout = FanoutStack.of(stack)
     event, image_id = upload(stack)
 
     with crash_after(stack.clients.sns, "Publish", LambdaTimeout), pytest.raises(LambdaTimeout):
@@ -226,7 +226,7 @@ def test_a_crash_after_publishing_is_retried_without_a_consumer_seeing_the_event
 
     assert invoke_thumbnail(event)["results"][0]["outcome"] == "DUPLICATE"  # re-published
 
-    with WebhookServer(WEBHOOK_SECRET) as server:
+    with WebhookServer(fanout.signing_secret) as server:
         webhook_mapping(fanout, server.url).drain()
     item = stack.item(image_id)
     assert item is not None

@@ -7,13 +7,16 @@ dropped or moved. The other tests check the behaviour the twin relies on, with t
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
 import boto3
 import pytest
+import yaml
 from moto import mock_aws
 
 from image_pipeline.errors import TransientError
@@ -315,3 +318,58 @@ def botocore_config() -> Any:
     from botocore.config import Config
 
     return Config(retries={"max_attempts": 1, "mode": "standard"})
+
+
+# -- account snapshots ------------------------------------------------------------------------
+
+
+def test_moto_still_keeps_an_sqs_queue_lock_that_cannot_be_copied(aws: dict[str, Any]) -> None:
+    from moto.sqs.models import sqs_backends
+
+    boto3.client("sqs").create_queue(QueueName="locked")
+    queue = sqs_backends[moto_compat.DEFAULT_ACCOUNT_ID]["us-east-1"].queues["locked"]
+    with pytest.raises(TypeError, match="pickle"):
+        copy.deepcopy(queue)
+
+
+def test_each_restore_of_a_snapshot_is_the_account_as_taken() -> None:
+    with mock_aws():
+        s3, sqs = boto3.client("s3"), boto3.client("sqs")
+        s3.create_bucket(Bucket="kept")
+        s3.put_object(Bucket="kept", Key="before", Body=b"taken")
+        url = sqs.create_queue(QueueName="kept")["QueueUrl"]
+        snapshot = moto_compat.AccountSnapshot.take()
+    for _ in range(2):
+        with mock_aws():
+            assert boto3.client("s3").list_buckets()["Buckets"] == []  # mock_aws starts empty
+            snapshot.restore()
+            s3, sqs = boto3.client("s3"), boto3.client("sqs")
+            assert [o["Key"] for o in s3.list_objects_v2(Bucket="kept")["Contents"]] == ["before"]
+            assert s3.get_object(Bucket="kept", Key="before")["Body"].read() == b"taken"
+            sqs.send_message(QueueUrl=url, MessageBody="after")  # the restored queue works, lock included
+            assert [m["Body"] for m in sqs.receive_message(QueueUrl=url)["Messages"]] == ["after"]
+            s3.put_object(Bucket="kept", Key="after", Body=b"changed")  # not in the next restore
+
+
+# -- CloudFormation templates -----------------------------------------------------------------
+
+_JSON_TEMPLATE = json.dumps({"Resources": {"Queue": {"Type": "AWS::SQS::Queue", "Properties": {"DelaySeconds": 5}}}})
+
+
+def test_moto_still_parses_a_json_template_with_its_yaml_parser() -> None:
+    from moto.cloudformation.models import Stack
+
+    with mock.patch("moto.cloudformation.models.yaml.load", wraps=yaml.load) as load:
+        assert Stack.parse_template(_JSON_TEMPLATE) == json.loads(_JSON_TEMPLATE)
+    assert load.called
+
+
+def test_a_json_template_is_read_as_json_and_a_yaml_one_still_as_yaml() -> None:
+    from moto.cloudformation.models import Stack
+
+    yaml_template = "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n    Properties: {DelaySeconds: 5}\n"
+    with moto_compat.json_templates_read_as_json():
+        with mock.patch("moto.cloudformation.models.yaml.load", wraps=yaml.load) as load:
+            assert Stack.parse_template(_JSON_TEMPLATE) == json.loads(_JSON_TEMPLATE)
+        assert not load.called
+        assert Stack.parse_template(yaml_template) == json.loads(_JSON_TEMPLATE)

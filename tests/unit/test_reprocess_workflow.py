@@ -1,11 +1,12 @@
 """ReprocessStateMachine executed for real by moto's Step Functions executor on the unit-test stack.
 
-The ASL and its DefinitionSubstitutions come from template.yaml, resolved against this stack's
-names; the Lambda tasks run the real ThumbnailFunction and ReprocessStepsFunction handlers
-(pipeline_cli.twin.moto_compat). Here: paging, continuing in a new execution, a failure recorded on
-its item, an item deleted meanwhile, a run that fails as a whole, where summaries go; and the
-code steps (request, listing, tally) on their own. The same workflow deployed from the template
-by the local runner, with a transient error retried, is tests/integration/test_reprocess_workflow.py.
+The state machine is the deployed one (template.yaml's ASL, its DefinitionSubstitutions resolved
+by the twin's deployment); the Lambda tasks run the real ThumbnailFunction and
+ReprocessStepsFunction handlers (pipeline_cli.twin.moto_compat). Here: paging, continuing in a new
+execution, a failure recorded on its item, an item deleted meanwhile, a run that fails as a
+whole, where summaries go; and the code steps (request, listing, tally) on their own. The same
+workflow with the twin's event delivery, a transient error retried, is
+tests/integration/test_reprocess_workflow.py.
 """
 
 from __future__ import annotations
@@ -21,9 +22,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from moto import mock_aws
 
-from image_pipeline.clients import AwsClients
 from image_pipeline.keys import ObjectRef, image_id_for
 from image_pipeline.record import ImageRecord, ImageStatus, SourceVersion
 from image_pipeline.replay import UnreplayableRecord, parse_destination_record, replay_through_workflow
@@ -33,9 +32,7 @@ from image_pipeline.thumbnailer import utc_now
 from pipeline_cli.imagefactory import make_jpeg
 from pipeline_cli.twin.moto_compat import Invocation, route_lambda_invocations, step_functions_like_aws
 from pipeline_cli.twin.runtime import load_handler
-from pipeline_cli.twin.template import load_template, resource
-from tests import statemachine
-from tests.consumers import consumers_of
+from tests.consumers import FanoutStack
 from tests.s3events import next_sequencer, s3_put_event
 from tests.stack import TestStack
 
@@ -44,18 +41,11 @@ FUNCTIONS = ("ThumbnailFunction", "ReprocessStepsFunction")
 FAR_FUTURE = "9999-12-31T00:00:00.000Z"
 
 
-@pytest.fixture
-def aws() -> Iterator[AwsClients]:
-    """conftest's `aws`, with Step Functions executing definitions for real."""
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        yield AwsClients()
-
-
 @dataclass
 class Workflow:
     stack: TestStack
     arn: str
-    handlers: dict[str, Handler]  # what each function name runs; a test may wrap one
+    handlers: dict[str, Handler]  # what each function (logical id) runs; a test may wrap one
     invocations: list[Invocation]
 
     def run(self, request: dict[str, Any]) -> list[dict[str, Any]]:
@@ -75,39 +65,31 @@ class Workflow:
         raise TimeoutError("the reprocess executions did not finish")
 
     def calls(self, function: str) -> list[Invocation]:
-        return [call for call in self.invocations if call.function == function]
+        name = self.stack.deployed.functions[function].name
+        return [call for call in self.invocations if call.function == name]
 
 
 @pytest.fixture
-def deploy(stack: TestStack, thumbnail_app: ModuleType) -> Iterator[Callable[..., Workflow]]:
-    """Deploys the state machine (page size and template parameters as given), routes its Lambda
-    tasks to the real handlers while the test runs."""
+def reprocess_workflow(stack: TestStack, thumbnail_app: ModuleType) -> Iterator[Callable[..., Workflow]]:
+    """The stack's ReprocessStateMachine, its Lambda tasks routed to the real handlers while the
+    test runs (ReprocessStepsFunction with the page size given)."""
     handlers: dict[str, Handler] = {}
-    routes = {name: lambda event, context, name=name: handlers[name](event, context) for name in FUNCTIONS}
+    routes = {
+        stack.deployed.functions[function].name: lambda event, context, function=function: handlers[function](
+            event, context
+        )
+        for function in FUNCTIONS
+    }
     with route_lambda_invocations(routes) as invocations, step_functions_like_aws():
 
-        def deploy_workflow(*, page_size: int = 200, **parameters: str) -> Workflow:
-            steps_env = {
-                **resource("ReprocessStepsFunction")["Properties"]["Environment"]["Variables"],
-                "IMAGES_TABLE": stack.images_table,
-                "REPROCESS_PAGE_SIZE": str(page_size),
-                "POWERTOOLS_SERVICE_NAME": "image-pipeline",
-            }
+        def workflow(*, page_size: int = 200) -> Workflow:
+            steps_env = stack.env("ReprocessStepsFunction", REPROCESS_PAGE_SIZE=str(page_size))
             steps = load_handler("functions/reprocess", "app.lambda_handler", steps_env)
             sys.modules[steps.__module__].clients = stack.clients  # type: ignore[attr-defined]
             handlers.update(ThumbnailFunction=thumbnail_app.lambda_handler, ReprocessStepsFunction=steps)
+            return Workflow(stack, stack.resource("ReprocessStateMachine"), handlers, invocations)
 
-            iam, functions = stack.clients.session.client("iam"), stack.clients.lambda_
-            role = statemachine.create_role(iam, "reprocess")
-            resources = {name: statemachine.create_function(functions, name, role) for name in FUNCTIONS}
-            resources.update(ImagesTable=stack.images_table, ImageEventsTopic=stack.events_topic_arn)
-            definition = statemachine.definition(statemachine.resolve(resources, **parameters))
-            machine = stack.clients.session.client("stepfunctions").create_state_machine(
-                name="reprocess", definition=json.dumps(definition), roleArn=role
-            )
-            return Workflow(stack, machine["stateMachineArn"], handlers, invocations)
-
-        yield deploy_workflow
+        yield workflow
 
 
 def seed_failed(stack: TestStack, keys: list[str]) -> None:
@@ -131,12 +113,13 @@ def summaries(stack: TestStack) -> list[dict[str, Any]]:
     return [event for event in stack.published_events() if event["_attributes"]["event_type"].startswith("Reprocess")]
 
 
+@pytest.mark.parametrize("stack", [{"ReprocessPagesPerExecution": "2"}], indirect=True)
 def test_a_long_run_pages_through_continues_in_a_new_execution_and_publishes_one_summary(
-    stack: TestStack, deploy: Callable[..., Workflow]
+    stack: TestStack, reprocess_workflow: Callable[..., Workflow]
 ) -> None:
     keys = [f"uploads/batch/{index}.jpg" for index in range(5)]
     seed_failed(stack, keys)
-    workflow = deploy(page_size=2, ReprocessPagesPerExecution="2")
+    workflow = reprocess_workflow(page_size=2)
 
     first, second = workflow.run({"status": "FAILED"})  # 3 pages: 2 in the first execution, 1 in the next
 
@@ -157,13 +140,13 @@ def test_a_long_run_pages_through_continues_in_a_new_execution_and_publishes_one
 
 
 def test_a_gone_original_is_recorded_on_its_item_and_an_item_deleted_meanwhile_is_skipped(
-    stack: TestStack, deploy: Callable[..., Workflow]
+    stack: TestStack, reprocess_workflow: Callable[..., Workflow]
 ) -> None:
     fixed, gone, deleted = "uploads/fixed.jpg", "uploads/gone.jpg", "uploads/deleted.jpg"
     seed_failed(stack, [fixed, gone, deleted])
     for key in (gone, deleted):
         stack.clients.s3.delete_object(Bucket=stack.ingest_bucket, Key=key)
-    workflow = deploy()
+    workflow = reprocess_workflow()
     render = workflow.handlers["ThumbnailFunction"]
 
     def cleanup_runs_meanwhile(event: dict[str, Any], context: Any) -> Any:
@@ -203,12 +186,12 @@ class FunctionTimedOut(Exception):
 
 
 def test_a_failed_render_never_fails_an_item_that_succeeded_or_moved_to_a_newer_version_meanwhile(
-    stack: TestStack, deploy: Callable[..., Workflow], invoke_thumbnail: Callable[[dict[str, Any]], Any]
+    stack: TestStack, reprocess_workflow: Callable[..., Workflow], invoke_thumbnail: Callable[[dict[str, Any]], Any]
 ) -> None:
     """RecordFailure is conditional on the version listed and on it not having succeeded."""
     healed, replaced, stuck = "uploads/healed.jpg", "uploads/replaced.jpg", "uploads/stuck.jpg"
     seed_failed(stack, [healed, replaced, stuck])
-    workflow = deploy()
+    workflow = reprocess_workflow()
     render = workflow.handlers["ThumbnailFunction"]
     newer: dict[str, Any] = {}
 
@@ -244,37 +227,17 @@ def test_a_failed_render_never_fails_an_item_that_succeeded_or_moved_to_a_newer_
     assert summary["counts"] == {"succeeded": 0, "failed": 0, "errors": 1, "skipped": 2}
 
 
-def fan_out_queue(stack: TestStack, subscription: str) -> str:
-    """A queue subscribed to the topic with `subscription`'s filter policy from template.yaml
-    (a parameter in it at its default)."""
-    parameters = load_template()["Parameters"]
-    policy = {
-        attribute: str(parameters[value["Ref"]]["Default"]).split(",") if isinstance(value, dict) else value
-        for attribute, value in resource(subscription)["Properties"]["FilterPolicy"].items()
-    }
-    url = stack.clients.sqs.create_queue(QueueName=subscription)["QueueUrl"]
-    arn = stack.clients.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    stack.clients.sns.subscribe(
-        TopicArn=stack.events_topic_arn,
-        Protocol="sqs",
-        Endpoint=arn,
-        Attributes={"RawMessageDelivery": "true", "FilterPolicy": json.dumps(policy)},
-    )
-    return url
-
-
 def event_types(stack: TestStack, url: str) -> list[str]:
     response = stack.clients.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
     return [json.loads(message["Body"])["event_type"] for message in response.get("Messages", [])]
 
 
-def test_summaries_reach_operators_not_the_consumers(stack: TestStack, deploy: Callable[..., Workflow]) -> None:
+def test_summaries_reach_operators_not_the_consumers(
+    stack: TestStack, reprocess_workflow: Callable[..., Workflow]
+) -> None:
     seed_failed(stack, ["uploads/one.jpg"])
-    consumer_queues = {
-        consumer.subscription: fan_out_queue(stack, consumer.subscription)
-        for consumer in consumers_of("ImageEventsTopic")
-    }
-    workflow = deploy()
+    consumer_queues = {function: queues.url for function, queues in FanoutStack.of(stack).consumers.items()}
+    workflow = reprocess_workflow()
 
     [completed] = workflow.run({"status": "FAILED"})
     [failed] = workflow.run({"status": "LOST"})  # the whole run fails: top-level Catch
@@ -285,8 +248,8 @@ def test_summaries_reach_operators_not_the_consumers(stack: TestStack, deploy: C
         "ReprocessCompleted",
         "ReprocessFailed",
     ]
-    for subscription, queue in consumer_queues.items():  # the image's own event only
-        assert event_types(stack, queue) == ["ImageProcessed"], subscription
+    for function, queue in consumer_queues.items():  # the image's own event only
+        assert event_types(stack, queue) == ["ImageProcessed"], function
 
 
 # -- the code steps on their own --------------------------------------------------------------
@@ -435,17 +398,17 @@ def queued(stack: TestStack, url: str) -> int:
 
 
 def test_the_workflow_replays_lost_uploads_and_keeps_the_records_it_could_not_settle(
-    stack: TestStack, deploy: Callable[..., Workflow]
+    stack: TestStack, reprocess_workflow: Callable[..., Workflow]
 ) -> None:
     """Uploads with no item (their events failed before the claim) are rendered from their
     destination records by one execution; a run that cannot settle every object keeps them all."""
     sqs = stack.clients.sqs
-    failures = sqs.create_queue(QueueName="ThumbnailFailuresQueue")["QueueUrl"]
+    failures = stack.resource("ThumbnailFailuresQueue")
     lost = [s3_put_event(stack, f"uploads/lost/{index}.jpg", make_jpeg(320, 240)) for index in range(2)]
     for event in lost:
         sqs.send_message(QueueUrl=failures, MessageBody=destination_record(event))
     sqs.send_message(QueueUrl=failures, MessageBody="not a destination record")
-    workflow = deploy()
+    workflow = reprocess_workflow()
     sfn = stack.clients.session.client("stepfunctions")
 
     report = replay_through_workflow(sqs, sfn, failures, workflow.arn, poll_seconds=0.05)
@@ -465,7 +428,7 @@ def test_the_workflow_replays_lost_uploads_and_keeps_the_records_it_could_not_se
 
     gone = s3_put_event(stack, "uploads/lost/deleted-since.jpg", make_jpeg(64, 48))
     stack.clients.s3.delete_object(Bucket=stack.ingest_bucket, Key="uploads/lost/deleted-since.jpg")
-    kept = sqs.create_queue(QueueName="ThumbnailFailuresQueue2")["QueueUrl"]
+    kept = sqs.create_queue(QueueName="ThumbnailFailuresQueue2")["QueueUrl"]  # a second replay's own queue
     sqs.send_message(QueueUrl=kept, MessageBody=destination_record(gone))
 
     unsettled = replay_through_workflow(sqs, sfn, kept, workflow.arn, poll_seconds=0.05)

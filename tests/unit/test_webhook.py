@@ -31,14 +31,13 @@ from pipeline_cli.twin.runtime import load_handler
 from pipeline_cli.webhook_receiver import HANG, WebhookServer
 from tests.conftest import lambda_context
 from tests.consumers import (
-    WEBHOOK_SECRET,
     FanoutStack,
-    create_fanout_stack,
     event_source,
     events_from_sample,
     handler_module,
     lambda_sqs_record,
 )
+from tests.stack import TestStack
 from tests.unit.test_fanout import item
 
 PROCESSED, FAILED = events_from_sample("sqs-image-events-batch.json")
@@ -49,14 +48,14 @@ Invoke = Callable[..., dict[str, Any]]
 
 
 @pytest.fixture
-def fanout(aws: Any, monkeypatch: pytest.MonkeyPatch) -> FanoutStack:
+def fanout(stack: TestStack, monkeypatch: pytest.MonkeyPatch) -> FanoutStack:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # the receiver is local whatever the shell says
-    return create_fanout_stack(aws)
+    return FanoutStack.of(stack)
 
 
 @pytest.fixture
-def server() -> Iterator[WebhookServer]:
-    with WebhookServer(WEBHOOK_SECRET) as running:
+def server(fanout: FanoutStack) -> Iterator[WebhookServer]:
+    with WebhookServer(fanout.signing_secret) as running:
         yield running
 
 
@@ -295,7 +294,7 @@ def test_a_slow_loris_receiver_cannot_hold_a_send_past_its_total_deadline() -> N
     """The deadline covers the whole request: a receiver answering one byte at a time (which
     resets a per-read timeout forever; it held a 1 s urllib send for 20 s) is cut off."""
     with SlowLoris(trickle_seconds=30) as loris:
-        sender = WebhookSender(loris.url, lambda: WEBHOOK_SECRET, timeout_seconds=1.0)
+        sender = WebhookSender(loris.url, lambda: "any-signing-secret", timeout_seconds=1.0)
         started = time.monotonic()
         with pytest.raises(WebhookDeliveryError, match=r"within the 1 s deadline"):
             sender.send(PROCESSED.encode(), event_id=PROCESSED_ID, event_type="ImageProcessed")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_cli.project import PROJECT_ROOT
-from pipeline_cli.twin.moto_compat import CloudFormationStack, detach_sqs_event_sources
+from pipeline_cli.twin.moto_compat import CloudFormationStack, detach_sqs_event_sources, json_templates_read_as_json
 from pipeline_cli.twin.server import Endpoint, moto_account
 from pipeline_cli.twin.template import TemplateError, load_template, substitute
 from pipeline_cli.twin.translate import translate_template
@@ -78,6 +78,7 @@ class DeployedStack:
     name: str
     endpoint: Endpoint
     template: dict[str, Any]  # the translated CloudFormation template
+    parameters: dict[str, str] = field(default_factory=dict)  # every parameter's value, defaults included
     active: set[str] = field(default_factory=set)  # logical ids whose Condition holds
     physical_ids: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
@@ -471,17 +472,19 @@ def deploy(
         if parameter.get("Type") == "CommaDelimitedList" and "Default" in parameter
     } | overrides
     cloudformation = endpoint.client("cloudformation")
-    cloudformation.create_stack(
-        StackName=stack_name,
-        TemplateBody=json.dumps(_without_aliases(translated)),
-        Parameters=[{"ParameterKey": key, "ParameterValue": str(value)} for key, value in passed.items()],
-        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
-    )
+    with json_templates_read_as_json():
+        cloudformation.create_stack(
+            StackName=stack_name,
+            TemplateBody=json.dumps(_without_aliases(translated)),
+            Parameters=[{"ParameterKey": key, "ParameterValue": str(value)} for key, value in passed.items()],
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+        )
     status = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]["StackStatus"]
     if status != "CREATE_COMPLETE":
         raise DeployError(f"stack {stack_name}: {status}")
 
-    stack = DeployedStack(name=stack_name, endpoint=endpoint, template=translated)
+    defaults = {name: str(parameter.get("Default", "")) for name, parameter in translated["Parameters"].items()}
+    stack = DeployedStack(name=stack_name, endpoint=endpoint, template=translated, parameters=defaults | overrides)
     cloudformation_stack = CloudFormationStack(stack_name, *moto_account())
     for summary in cloudformation.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]:
         # Some types (layer versions, permissions) have no physical id in moto, but exist.

@@ -17,9 +17,12 @@ patch can go) and a test of the patched behaviour.
   s3:listObjectsV2 and MANIFEST (S3 Inventory) readers, ResultWriter's files:
   `distributed_map_like_aws`, tested in tests/unit/test_moto_compat_distributed_map.py.
 - CloudFormation: the twin creates the resource types moto's CloudFormation skips and needs
-  Ref/GetAtt/Conditions to resolve against them: `CloudFormationStack`.
+  Ref/GetAtt/Conditions to resolve against them: `CloudFormationStack`. moto parses a JSON
+  template with PyYAML's pure-Python loader (a second of each deployment): `json_templates_read_as_json`.
 - Request handling in the same process: `skip_answered_requests` lets a fault-injection hook
   answer a request instead of moto; `atomic_requests` makes each request atomic, as AWS's are.
+- An account deployed once, restored many times: `AccountSnapshot` copies moto's backends after
+  a deployment and puts that copy back under a fresh `mock_aws` (tests deploy the template once).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 from unittest import mock
@@ -166,6 +170,27 @@ class _TwinResource:
         if name not in self._attributes:
             raise KeyError(f"attribute {name} of {self.physical_resource_id} is not known to the local twin")
         return self._attributes[name]
+
+
+@contextmanager
+def json_templates_read_as_json() -> Iterator[None]:
+    """While active, moto's CloudFormation reads a JSON template body with the json module: its
+    PyYAML parse (JSON is YAML) takes ~1 s for the twin's translated template, json.loads 10 ms.
+    A body that is not JSON still goes to moto's YAML parser."""
+    from moto.cloudformation.models import Stack
+
+    parse_yaml = Stack.parse_template
+
+    def parse(template: str) -> dict[str, Any]:
+        try:
+            parsed: dict[str, Any] = json.loads(template)
+        except ValueError:
+            yaml_parsed: dict[str, Any] = parse_yaml(template)
+            return yaml_parsed
+        return parsed
+
+    with mock.patch.object(Stack, "parse_template", staticmethod(parse)):
+        yield
 
 
 class CloudFormationStack:
@@ -586,3 +611,71 @@ class _ManifestReader:
         reader_config = env.stack.pop()
         manifest_text = env.stack.pop()
         env.stack.append(_inventory_items(env, manifest_text, reader_config.get("MaxItemsValue")))
+
+
+# -- account snapshots ------------------------------------------------------------------------
+
+_BackendStates = dict[tuple[Any, str, str], dict[str, Any]]  # (BackendDict, account, region) -> state
+
+
+def _copy_states(states: _BackendStates) -> _BackendStates:
+    """The states deep-copied in one pass, so references between services stay shared as in the
+    original (the keys, moto's own BackendDicts, are not copied). An SQS queue's lock cannot be
+    copied: each copy gets a new one."""
+    from moto.sqs.models import Queue
+
+    memo: dict[int, Any] = {}
+    for state in states.values():
+        for queue in state.get("queues", {}).values():
+            if isinstance(queue, Queue):
+                memo[id(queue._messages_lock)] = threading.Condition()
+    keys = list(states)
+    copied = copy.deepcopy([states[key] for key in keys], memo)
+    return dict(zip(keys, copied, strict=True))
+
+
+def _model_classes() -> list[Any]:
+    from moto.core.common_models import BaseModel
+
+    found, pending = [], list(BaseModel.__subclasses__())
+    while pending:
+        model = pending.pop()
+        found.append(model)
+        pending += model.__subclasses__()
+    return found
+
+
+@dataclass(frozen=True)
+class AccountSnapshot:
+    """Everything moto's in-process backends hold at one moment: every service, account, region.
+
+    `take` copies the backends' state (e.g. right after a deployment); `restore`, under a later
+    `mock_aws` (which starts from an empty account), puts a fresh copy of it back, so each restore
+    is independent of what was done after the previous one. moto's own reset does the same thing:
+    it replaces each backend's `__dict__`.
+    """
+
+    _states: _BackendStates
+
+    @classmethod
+    def take(cls) -> AccountSnapshot:
+        from moto.core.base_backend import BackendDict
+
+        states = {
+            (backends, account, region): backend.__dict__
+            for backends in BackendDict._instances  # type: ignore[misc]  # moto declares it so
+            for account, regional in backends.items()
+            for region, backend in regional.items()
+        }
+        # moto tracks every model it creates and disposes of them all on reset (closing an S3
+        # object's buffer): the snapshot's copies are no live models, so they must not be tracked.
+        models = _model_classes()
+        tracked = {model: len(model.instances_tracked) for model in models}
+        snapshot = cls(_copy_states(states))
+        for model in models:
+            del model.instances_tracked[tracked[model] :]
+        return snapshot
+
+    def restore(self) -> None:
+        for (backends, account, region), state in _copy_states(self._states).items():
+            backends[account][region].__dict__ = state
