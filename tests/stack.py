@@ -25,7 +25,7 @@ from image_pipeline.clients import AwsClients
 from image_pipeline.config import CleanupSettings
 from image_pipeline.repository import ImagesRepository
 from pipeline_cli.twin.deploy import DeployedStack, deploy
-from pipeline_cli.twin.moto_compat import AccountSnapshot, route_s3_notifications
+from pipeline_cli.twin.moto_compat import AccountSnapshot, distributed_map_like_aws, route_s3_notifications
 from pipeline_cli.twin.server import Endpoint
 
 STACK_NAME = "test"
@@ -33,7 +33,8 @@ STACK_NAME = "test"
 # points its function at a receiver of its own through the environment).
 TEST_PARAMETERS = {"WebhookUrl": "https://webhook.invalid/images"}
 EVENTS_TAP = "test-image-events-tap"
-# As the twin's server runs it (pipeline_cli.twin.server): Step Functions executes definitions.
+# As the twin's server runs it (pipeline_cli.twin.server): Step Functions executes definitions,
+# Distributed Map as on AWS (CreateStateMachine parses the definition).
 MOTO_CONFIG: DefaultConfig = {"stepfunctions": {"execute_state_machine": True}}
 
 
@@ -125,7 +126,7 @@ def _tap(endpoint: Endpoint, topic_arn: str) -> str:
 
 @functools.cache
 def _deployment(parameters: tuple[tuple[str, str], ...]) -> tuple[DeployedStack, str, AccountSnapshot]:
-    with mock_aws(config=MOTO_CONFIG):
+    with mock_aws(config=MOTO_CONFIG), distributed_map_like_aws():
         endpoint = Endpoint("")  # no URL: boto3's own endpoints, which mock_aws answers in-process
         deployed = deploy(endpoint, STACK_NAME, dict(parameters))
         tap = _tap(endpoint, deployed.physical_ids["ImageEventsTopic"])
@@ -142,7 +143,7 @@ def deployed_stack(**parameters: str) -> Iterator[TestStack]:
     def hold(function_arn: str, event: Any) -> None:
         stack.s3_notifications.append((function_arn, event))
 
-    with mock_aws(config=MOTO_CONFIG), route_s3_notifications(hold):
+    with mock_aws(config=MOTO_CONFIG), distributed_map_like_aws(), route_s3_notifications(hold):
         snapshot.restore()
         yield stack
 
