@@ -1,6 +1,6 @@
-"""ReprocessStateMachine executed for real by moto's Step Functions executor: the definition
-and DefinitionSubstitutions come from template.yaml through the local runner, and its Lambda
-tasks run the real ThumbnailFunction and ReprocessStepsFunction handlers."""
+"""A reprocess run (BackfillStateMachine's reprocess source) executed for real by moto's Step
+Functions executor: the definition and DefinitionSubstitutions come from template.yaml through the
+local runner, and its Lambda tasks run the real ThumbnailFunction and ReprocessStepsFunction handlers."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ from pipeline_cli.twin.session import LocalPipeline, local_pipeline
 
 pytestmark = pytest.mark.slow
 
-WORKFLOW = "ReprocessStateMachine"
+WORKFLOW = "BackfillStateMachine"
 
 
 @pytest.fixture
 def pipeline() -> Iterator[LocalPipeline]:
     # 1 s first retry: moto's executor really waits; MaxPixels low so big uploads FAIL at first.
-    overrides = {"ReprocessRetryIntervalSeconds": "1", "ReprocessRetryMaxAttempts": "2", "MaxPixels": "1000000"}
+    overrides = {"BackfillRetryIntervalSeconds": "1", "BackfillRetryMaxAttempts": "2", "MaxPixels": "1000000"}
     with local_pipeline(overrides) as deployed:
         yield deployed
 
@@ -70,7 +70,7 @@ def test_a_run_fixes_failed_images_once_the_cause_is_removed(pipeline: LocalPipe
     summary_queue = subscribe_to_summaries(pipeline)
     pipeline.functions.update_environment("ThumbnailFunction", {"MAX_PIXELS": "50000000"})  # the fix
 
-    execution = pipeline.router.execute(WORKFLOW, {"status": "FAILED"})
+    execution = pipeline.router.execute(WORKFLOW, {"reprocess": {"status": "FAILED"}})
 
     assert execution["status"] == "SUCCEEDED"
     items = by_key(pipeline)
@@ -78,7 +78,7 @@ def test_a_run_fixes_failed_images_once_the_cause_is_removed(pipeline: LocalPipe
     assert all(len(items[key]["renditions"]) == 3 for key in keys)
     [summary] = received(pipeline, summary_queue)
     assert summary["event_type"] == "ReprocessCompleted"
-    assert summary["body"]["counts"] == {"succeeded": 3, "failed": 0, "errors": 0, "skipped": 0}
+    assert summary["body"]["counts"] == {"rendered": 3, "current": 0, "failed": 0, "skipped": 0, "errors": 0}
     assert summary["body"]["request"] == {"status": "FAILED"}
 
 
@@ -88,19 +88,19 @@ def test_one_image_failing_for_good_is_recorded_and_the_others_succeed(pipeline:
     pipeline.functions.update_environment("ThumbnailFunction", {"MAX_PIXELS": "50000000"})
     pipeline.s3.delete_object(Bucket=pipeline.output("IngestBucketName"), Key=keys[0])  # cannot be re-read
 
-    execution = pipeline.router.execute(WORKFLOW, {"status": "FAILED", "sizes": [256]})
+    execution = pipeline.router.execute(WORKFLOW, {"reprocess": {"status": "FAILED", "sizes": [256]}})
 
-    assert execution["status"] == "SUCCEEDED"  # caught per image: the run goes on
+    assert execution["status"] == "SUCCEEDED"  # the batch goes on past the gone image
     items = by_key(pipeline)
     lost = items[keys[0]]
-    assert lost["status"] == "FAILED"
-    # permanent: caught at once, not retried; a reason code and the error name, no stack trace
-    assert lost["error"] == {"reason": "reprocess_failed", "detail": "ImageRejected"}
+    # gone since it was listed: nothing to render, the item keeps its failure (the cleanup job
+    # deletes it once it sees the original gone); the run's results say why it was skipped
+    assert (lost["status"], lost["error"]["reason"]) == ("FAILED", "too_many_pixels")
     for key in keys[1:]:
         assert items[key]["status"] == "SUCCEEDED"
         assert [rendition["size"] for rendition in items[key]["renditions"]] == [256]
     [summary] = received(pipeline, summary_queue)
-    assert summary["body"]["counts"] == {"succeeded": 2, "failed": 0, "errors": 1, "skipped": 0}
+    assert summary["body"]["counts"] == {"rendered": 2, "current": 0, "failed": 0, "skipped": 1, "errors": 0}
 
 
 def test_a_transient_error_is_retried_and_then_succeeds(pipeline: LocalPipeline) -> None:
@@ -122,7 +122,7 @@ def test_a_transient_error_is_retried_and_then_succeeds(pipeline: LocalPipeline)
 
     renditions_s3.meta.events.register("before-send.s3.PutObject", expired_token)
     try:
-        execution = pipeline.router.execute(WORKFLOW, {"prefix": "uploads/big/"})
+        execution = pipeline.router.execute(WORKFLOW, {"reprocess": {"prefix": "uploads/big/"}})
     finally:
         renditions_s3.meta.events.unregister("before-send.s3.PutObject", expired_token)
 
@@ -134,10 +134,39 @@ def test_a_transient_error_is_retried_and_then_succeeds(pipeline: LocalPipeline)
     assert rejected  # the first attempt really met the error
 
 
+def test_a_batch_failing_past_its_retries_fails_its_images_on_their_items_with_the_reason(
+    pipeline: LocalPipeline,
+) -> None:
+    keys = upload_failing(pipeline, 2)
+    summary_queue = subscribe_to_summaries(pipeline)
+    pipeline.functions.update_environment("ThumbnailFunction", {"MAX_PIXELS": "50000000"})
+    renditions_s3 = pipeline.functions.module("ThumbnailFunction").clients.s3
+
+    def expired_token(request: Any, **_: Any) -> AWSResponse:  # every attempt: retries cannot help
+        body = b"<Error><Code>ExpiredToken</Code><Message>The provided token has expired.</Message></Error>"
+        return AWSResponse(request.url, 400, {}, _Raw(body))
+
+    renditions_s3.meta.events.register("before-send.s3.PutObject", expired_token)
+    try:
+        execution = pipeline.router.execute(WORKFLOW, {"reprocess": {"status": "FAILED"}})
+    finally:
+        renditions_s3.meta.events.unregister("before-send.s3.PutObject", expired_token)
+
+    assert execution["status"] == "SUCCEEDED"  # recorded on the items: the run goes on
+    items = by_key(pipeline)
+    assert [items[key]["status"] for key in keys] == ["FAILED", "FAILED"]
+    assert [items[key]["error"] for key in keys] == [{"reason": "reprocess_failed", "detail": "TransientError"}] * 2
+    rendering = [call for call in pipeline.functions.invocations if call.trigger == "stepfunctions"]
+    assert [call.error_type for call in rendering if call.function == "ThumbnailFunction"] == ["TransientError"] * 3
+    [summary] = received(pipeline, summary_queue)
+    assert summary["body"]["counts"] == {"rendered": 0, "current": 0, "failed": 0, "skipped": 0, "errors": 2}
+    assert summary["body"]["unrecorded"] == 0
+
+
 def test_a_run_that_cannot_start_notifies_and_fails(pipeline: LocalPipeline) -> None:
     summary_queue = subscribe_to_summaries(pipeline)
 
-    execution = pipeline.router.execute(WORKFLOW, {"status": "LOST"})
+    execution = pipeline.router.execute(WORKFLOW, {"reprocess": {"status": "LOST"}})
 
     assert execution["status"] == "FAILED"
     assert execution["error"] == "ReprocessFailed"

@@ -280,6 +280,8 @@ def backfill_definition() -> str:
     machine = resource("BackfillStateMachine")["Properties"]
     names = {
         "ThumbnailFunction.Arn": "arn:aws:lambda:us-east-1:123456789012:function:thumbnail",
+        "ReprocessStepsFunction.Arn": "arn:aws:lambda:us-east-1:123456789012:function:reprocess-steps",
+        "ImagesTable": "images",
         "IngestBucket": BUCKET,
         "ArchiveBucket": "archive",
         "ImageEventsTopic": "arn:aws:sns:us-east-1:123456789012:events",

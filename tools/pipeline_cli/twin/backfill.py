@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from image_pipeline.rerender import BATCH_COUNTS
+from image_pipeline.run_results import read_results
 from pipeline_cli.twin.session import UPLOAD_PREFIX, LocalPipeline
 from pipeline_cli.twin.template import load_template
 
@@ -160,22 +161,10 @@ def _images_done(pipeline: LocalPipeline, first: int) -> int:
 
 def _tally(pipeline: LocalPipeline, execution: dict[str, Any]) -> tuple[dict[str, int], list[dict[str, Any]]]:
     """The images' counts and the failed batches, from the run's ResultWriter files."""
-    counts = dict.fromkeys(BATCH_COUNTS, 0)
-    failed: list[dict[str, Any]] = []
-    details = _result_writer_details(pipeline, execution)
-    if details is None:
-        return counts, failed
-    manifest = json.loads(_read(pipeline, details["Bucket"], details["Key"]))
-    for status, files in manifest["ResultFiles"].items():
-        for entry in (e for file in files for e in json.loads(_read(pipeline, details["Bucket"], file["Key"]))):
-            if status == "SUCCEEDED":
-                for name, value in json.loads(entry["Output"])["counts"].items():
-                    counts[name] += value
-            else:
-                failed.append(
-                    {"Input": json.loads(entry["Input"]), "Error": entry.get("Error"), "Cause": entry.get("Cause")}
-                )
-    return counts, failed
+    results = read_results(
+        lambda bucket, key: _read(pipeline, bucket, key), _result_writer_details(pipeline, execution), BATCH_COUNTS
+    )
+    return results.counts, results.failed_batches
 
 
 def _result_writer_details(pipeline: LocalPipeline, execution: dict[str, Any]) -> dict[str, str] | None:

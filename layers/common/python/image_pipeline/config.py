@@ -280,6 +280,7 @@ class CleanupSettings:
 class ReprocessSettings:
     images_table: str
     page_size: int  # images per Map run: bounds the state's payload (256 KB) and its duration
+    results_bucket: str  # where a run's manifest of selected images goes (under backfill/selected/)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ReprocessSettings:
@@ -287,6 +288,7 @@ class ReprocessSettings:
         settings = cls(
             images_table=env.text("IMAGES_TABLE"),
             page_size=env.integer("REPROCESS_PAGE_SIZE", 200, minimum=1, maximum=1000),
+            results_bucket=env.text("RESULTS_BUCKET"),
         )
         env.raise_if_invalid(cls.__name__)
         return settings

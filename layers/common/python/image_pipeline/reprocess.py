@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 # What one Map iteration reports (ThumbnailFunction's outcome, or ERROR when the task was caught).
 OUTCOME_COUNTS = {"SUCCEEDED": "succeeded", "FAILED": "failed", "ERROR": "errors"}
 COUNT_NAMES = ("succeeded", "failed", "errors", "skipped")
+# A reprocess run on BackfillStateMachine: the batch counts (rerender.BATCH_COUNTS), and the
+# images whose batch failed past its retries and were failed on their items (reprocess_failed).
+REPROCESS_COUNTS = ("rendered", "current", "failed", "skipped", "errors")
 _SCAN_PAGES_PER_CALL = 20  # a prefix filter may leave scan pages empty: read a few per call
 MAX_OBJECTS = 200  # objects one request may name: one page of the Map (its state stays small)
 _SELECTORS = ("status", "prefix", "objects")
@@ -131,6 +134,21 @@ def list_images(
             _image(record.image_id, record.bucket, record.key, (record.source.etag, record.source.sequencer), request)
         )
     return {"images": images, "next_token": _encode_token(page.next_key)}
+
+
+def select_images(
+    repository: ImagesRepository, request: ReprocessRequest, *, listed_before: str, page_size: int
+) -> list[dict[str, Any]]:
+    """Every image the request selects, as the items of a reprocess run's manifest (the
+    Distributed Map reads them from S3): the objects to re-render and the version listed."""
+    images: list[dict[str, Any]] = []
+    next_token = None
+    while True:
+        page = list_images(repository, request, listed_before=listed_before, next_token=next_token, page_size=page_size)
+        images.extend(page["images"])
+        next_token = page["next_token"]
+        if next_token is None:
+            return images
 
 
 def _image(image_id: str, bucket: str, key: str, version: tuple[str, str], request: ReprocessRequest) -> dict[str, Any]:
