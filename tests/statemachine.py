@@ -1,5 +1,6 @@
-"""ReprocessStateMachine as template.yaml declares it: its ASL, its DefinitionSubstitutions, and
-the definition those resolve to for a given set of resource names (what CloudFormation does)."""
+"""BackfillStateMachine (backfills and reprocess runs) as template.yaml declares it: its ASL, its
+DefinitionSubstitutions, and the definition those resolve to for a given set of resource names
+(what CloudFormation does)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
     from mypy_boto3_lambda import LambdaClient
 
-MACHINE: dict[str, Any] = resource("ReprocessStateMachine")["Properties"]
+MACHINE: dict[str, Any] = resource("BackfillStateMachine")["Properties"]
 ASL_TEXT = (PROJECT_ROOT / MACHINE["DefinitionUri"]).read_text(encoding="utf-8")
 SUBSTITUTIONS: dict[str, Any] = MACHINE["DefinitionSubstitutions"]
 PLACEHOLDER = re.compile(r"\$\{(\w+)\}")

@@ -1,15 +1,12 @@
-"""ReprocessStepsFunction: the reprocess workflow's code steps (the state machines call it).
+"""ReprocessStepsFunction: the code steps of BackfillStateMachine's reprocess source.
 
-{"action": "list", "request": {"status": "FAILED"} | {"prefix": "..."}, "sizes"?: [...],
- "listed_before": "<execution start>", "next_token": null | "..."} -> {"images": [...], "next_token": ...}
-{"action": "tally", "counts": {...}, "results": [Map results]} -> {"succeeded": n, "failed": n, ...}
-
-BackfillStateMachine's reprocess source:
-{"action": "select", "request": {...}, "listed_before": "...", "run": "<execution name>"}
+{"action": "select", "request": {"status": "FAILED"} | {"prefix": "..."} | {"objects": [...]},
+ "sizes"?: [...], "listed_before": "<execution start>", "run": "<execution name>"}
  -> every selected image written as a JSON array to s3://<results bucket>/backfill/selected/<run>.json
     (the Distributed Map's ItemReader): {"bucket", "key", "images": n, "sizes": [...] | null}
-{"action": "results", "results": {"Bucket", "Key"} (the Map's ResultWriterDetails)}
+{"action": "tally", "results": {"Bucket", "Key"} (the Map's ResultWriterDetails)}
  -> {"counts": {"rendered", "current", "failed", "skipped", "errors"}, "unrecorded": n}
+    (unrecorded: images of batches that failed without their failure being recorded)
 """
 
 from __future__ import annotations
@@ -24,14 +21,7 @@ from image_pipeline.clients import AwsClients
 from image_pipeline.config import ReprocessSettings
 from image_pipeline.observability import trace_lambda_handler
 from image_pipeline.repository import ImagesRepository
-from image_pipeline.reprocess import (
-    REPROCESS_COUNTS,
-    InvalidRequest,
-    ReprocessRequest,
-    list_images,
-    select_images,
-    tally,
-)
+from image_pipeline.reprocess import REPROCESS_COUNTS, InvalidRequest, ReprocessRequest, select_images
 from image_pipeline.run_results import read_results
 
 settings = ReprocessSettings.from_env()
@@ -43,23 +33,13 @@ logger = Logger()
 @trace_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     action = event.get("action")
-    repository = ImagesRepository(clients.dynamodb, settings.images_table)
-    if action == "list":
-        page = list_images(
-            repository,
-            ReprocessRequest.parse(event.get("request") or {}),
-            listed_before=str(event["listed_before"]),
-            next_token=event.get("next_token"),
-            page_size=settings.page_size,
-        )
-        logger.info("listed images", extra={"images": len(page["images"]), "more": bool(page["next_token"])})
-        return page
-    if action == "tally":
-        return tally(event.get("counts") or {}, event.get("results") or [])
     if action == "select":
         request = ReprocessRequest.parse(event.get("request") or {})
         images = select_images(
-            repository, request, listed_before=str(event["listed_before"]), page_size=settings.page_size
+            ImagesRepository(clients.dynamodb, settings.images_table),
+            request,
+            listed_before=str(event["listed_before"]),
+            page_size=settings.page_size,
         )
         key = f"backfill/selected/{event['run']}.json"
         clients.s3.put_object(
@@ -68,11 +48,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.info("selected images", extra={"images": len(images), "manifest": key})
         sizes = list(request.sizes) if request.sizes else None
         return {"bucket": settings.results_bucket, "key": key, "images": len(images), "sizes": sizes}
-    if action == "results":
+    if action == "tally":
         results = read_results(
             lambda bucket, key: clients.s3.get_object(Bucket=bucket, Key=key)["Body"].read(),
             event.get("results"),
             REPROCESS_COUNTS,
         )
         return {"counts": results.counts, "unrecorded": results.images_in_failed_batches}
-    raise InvalidRequest(f"unknown action {action!r}: expected list, tally, select or results")
+    raise InvalidRequest(f"unknown action {action!r}: expected select or tally")

@@ -74,8 +74,8 @@ def _record(result: Result) -> None:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     thumbnailer = build_thumbnailer(clients)
     if "Records" not in event:
-        # One image whose object is gone raises ImageRejected: the reprocess workflow records it on
-        # the item, never retries it. A batch's transient failures raise TransientError: retried.
+        # One image whose object is gone raises ImageRejected (the caller hears why); in a batch it
+        # is skipped. A batch's transient failures raise TransientError: the workflow retries it.
         return render(thumbnailer, RenderRequest.parse(event), _record)
     results = [thumbnailer.process(ref) for ref in refs_from_s3_event(S3Event(event))]
     for result in results:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -103,28 +104,36 @@ def test_one_image_failing_for_good_is_recorded_and_the_others_succeed(pipeline:
     assert summary["body"]["counts"] == {"rendered": 2, "current": 0, "failed": 0, "skipped": 1, "errors": 0}
 
 
-def test_a_transient_error_is_retried_and_then_succeeds(pipeline: LocalPipeline) -> None:
-    [key] = upload_failing(pipeline, 1)
-    pipeline.functions.update_environment("ThumbnailFunction", {"MAX_PIXELS": "50000000"})
+@contextmanager
+def expired_credentials(pipeline: LocalPipeline, *, first_attempt_only: bool) -> Iterator[list[str]]:
+    """ThumbnailFunction's rendition uploads meet expired credentials (S3 answers 400 ExpiredToken,
+    which botocore does not retry): the handler raises TransientError and the workflow's Retry runs
+    the batch again. Yields the URLs rejected."""
     renditions_s3 = pipeline.functions.module("ThumbnailFunction").clients.s3
     rejected: list[str] = []
     invoked_before = len(pipeline.functions.invocations)
 
     def expired_token(request: Any, **_: Any) -> AWSResponse | None:
-        # The first attempt's uploads meet expired credentials (S3 answers 400 ExpiredToken,
-        # which botocore does not retry): the handler raises TransientError and the workflow's
-        # Retry runs the image again, with fresh credentials.
-        if any(call.function == "ThumbnailFunction" for call in pipeline.functions.invocations[invoked_before:]):
-            return None
+        later = pipeline.functions.invocations[invoked_before:]
+        if first_attempt_only and any(call.function == "ThumbnailFunction" for call in later):
+            return None  # the retry runs with fresh credentials
         rejected.append(request.url)
         body = b"<Error><Code>ExpiredToken</Code><Message>The provided token has expired.</Message></Error>"
         return AWSResponse(request.url, 400, {}, _Raw(body))
 
     renditions_s3.meta.events.register("before-send.s3.PutObject", expired_token)
     try:
-        execution = pipeline.router.execute(WORKFLOW, {"reprocess": {"prefix": "uploads/big/"}})
+        yield rejected
     finally:
         renditions_s3.meta.events.unregister("before-send.s3.PutObject", expired_token)
+
+
+def test_a_transient_error_is_retried_and_then_succeeds(pipeline: LocalPipeline) -> None:
+    [key] = upload_failing(pipeline, 1)
+    pipeline.functions.update_environment("ThumbnailFunction", {"MAX_PIXELS": "50000000"})
+
+    with expired_credentials(pipeline, first_attempt_only=True) as rejected:
+        execution = pipeline.router.execute(WORKFLOW, {"reprocess": {"prefix": "uploads/big/"}})
 
     assert execution["status"] == "SUCCEEDED"
     assert by_key(pipeline)[key]["status"] == "SUCCEEDED"
@@ -140,17 +149,9 @@ def test_a_batch_failing_past_its_retries_fails_its_images_on_their_items_with_t
     keys = upload_failing(pipeline, 2)
     summary_queue = subscribe_to_summaries(pipeline)
     pipeline.functions.update_environment("ThumbnailFunction", {"MAX_PIXELS": "50000000"})
-    renditions_s3 = pipeline.functions.module("ThumbnailFunction").clients.s3
 
-    def expired_token(request: Any, **_: Any) -> AWSResponse:  # every attempt: retries cannot help
-        body = b"<Error><Code>ExpiredToken</Code><Message>The provided token has expired.</Message></Error>"
-        return AWSResponse(request.url, 400, {}, _Raw(body))
-
-    renditions_s3.meta.events.register("before-send.s3.PutObject", expired_token)
-    try:
+    with expired_credentials(pipeline, first_attempt_only=False):  # every attempt: retries cannot help
         execution = pipeline.router.execute(WORKFLOW, {"reprocess": {"status": "FAILED"}})
-    finally:
-        renditions_s3.meta.events.unregister("before-send.s3.PutObject", expired_token)
 
     assert execution["status"] == "SUCCEEDED"  # recorded on the items: the run goes on
     items = by_key(pipeline)

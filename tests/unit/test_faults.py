@@ -240,7 +240,7 @@ def test_when_every_retry_crashes_the_cleanup_fails_the_item_and_removes_its_fil
     stack: TestStack, invoke_thumbnail: Invoke
 ) -> None:
     """Lambda gives up after its retries (the event goes to the OnFailure queue); the stuck
-    PROCESSING item is timed out by the cleanup, so the reprocess workflow can pick it up."""
+    PROCESSING item is timed out by the cleanup, so a reprocess run can pick it up."""
     event, image_id = upload(stack)
     record_success = STEPS["record the success"]
     with inject(stack.clients.dynamodb, "UpdateItem", LambdaTimeout, when=lambda r: record_success.matches(stack, r)):

@@ -125,7 +125,7 @@ def test_the_item_is_flat_with_the_attribute_names_events_and_the_workflow_use()
 
 
 def test_the_failure_the_reprocess_workflow_records_is_read_with_its_cause() -> None:
-    # What statemachines/reprocess.asl.json's RecordFailure step writes over a claimed item.
+    # What statemachines/backfill.asl.json's RecordFailure step (a reprocess run) writes over a claimed item.
     item = succeeded_record().to_dict() | {
         "status": "FAILED",
         "error": {"reason": "reprocess_failed", "detail": "ImageRejected", "cause": '{"errorMessage": "gone"}'},

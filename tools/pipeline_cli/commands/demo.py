@@ -107,11 +107,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
                     console.print(f"schedule {schedule.name} ({schedule.expression}): {outcome}")
                 pipeline.router.drain()
             if args.reprocess:
-                for name in pipeline.stack.state_machines:
-                    execution = pipeline.router.execute(name, {"status": "FAILED"})
-                    console.print(
-                        f"{name}: {execution['status']} {execution.get('output', execution.get('cause', ''))}"
-                    )
+                execution = pipeline.router.execute("BackfillStateMachine", {"reprocess": {"status": "FAILED"}})
+                console.print(
+                    f"reprocess FAILED: {execution['status']} {execution.get('output', execution.get('cause', ''))}"
+                )
             rows = image_rows(pipeline, uploads, receiver.requests)
             print_summary(console, rows, pipeline.router.queue_stats.values(), key_prefix=DEMO_PREFIX)
             verified = sum(1 for request in receiver.requests if request.signature_error is None)
@@ -145,7 +144,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--no-faults", action="store_true", help="keep the webhook receiver healthy (no DLQ, no redrive)"
     )
     parser.add_argument("--run-cleanup", action="store_true", help="fire the cleanup schedule once after the uploads")
-    parser.add_argument("--reprocess", action="store_true", help="run the reprocess workflow on FAILED images")
+    parser.add_argument("--reprocess", action="store_true", help="re-render the FAILED images (a reprocess run)")
     parser.add_argument(
         "--report", type=Path, default=Path("build/demo/report.html"), help="where the HTML report goes"
     )

@@ -6,7 +6,7 @@
 Each record in the queue is Lambda's destination record of an upload event whose every attempt
 failed. By default the original event is sent to the function again (asynchronously: Lambda
 retries it, and a new record comes back should it fail again); with --workflow, the objects it
-names are re-rendered by one reprocess execution, waited for. A record is deleted only once its
+names are re-rendered by one reprocess run of BackfillStateMachine, waited for. A record is deleted only once its
 replay was accepted; what cannot be read stays in the queue. The work is image_pipeline.replay.
 """
 
@@ -40,7 +40,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--queue", required=True, help="ThumbnailFailuresQueue: URL, ARN or name")
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--function", help="invoke this function (default: the one each record names)")
-    target.add_argument("--workflow", help="re-render through this reprocess state machine (ARN)")
+    target.add_argument("--workflow", help="re-render in a reprocess run of BackfillStateMachine (its ARN)")
     parser.add_argument("--max", type=int, dest="max_records", help="replay at most N records")
     args = parser.parse_args(list(argv))
     if args.max_records is not None and args.max_records < 1:

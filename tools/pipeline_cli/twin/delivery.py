@@ -262,11 +262,7 @@ class EventRouter:
     def execute(
         self, state_machine: str, execution_input: dict[str, Any], timeout_seconds: float = 300
     ) -> dict[str, Any]:
-        """Start an execution and wait for it, delivering the events it causes meanwhile.
-
-        A run that continues as a new execution (past ReprocessPagesPerExecution pages) returns
-        when the first one ends; the continuation goes on in moto's executor.
-        """
+        """Start an execution and wait for it, delivering the events it causes meanwhile."""
         stepfunctions = self.stack.endpoint.client("stepfunctions")
         arn = self.stack.state_machines[state_machine]
         execution_arn = stepfunctions.start_execution(

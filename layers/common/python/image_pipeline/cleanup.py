@@ -2,7 +2,7 @@
 
 - An item whose original object is gone: its renditions and the item are deleted.
 - An item PROCESSING for longer than the threshold (the attempt died and its retries are
-  spent): FAILED with reason "timed out", so it shows up for the reprocess workflow.
+  spent): FAILED with reason "timed out", so the next reprocess run picks it up.
 - An item whose original cannot be read (access denied): skipped and reported, never a
   reason to stop the run.
 - Rendition objects no item references (the image is gone, or they belong to a superseded

@@ -279,7 +279,7 @@ class CleanupSettings:
 @dataclass(frozen=True)
 class ReprocessSettings:
     images_table: str
-    page_size: int  # images per Map run: bounds the state's payload (256 KB) and its duration
+    page_size: int  # items per DynamoDB Query/Scan page while selecting a run's images
     results_bucket: str  # where a run's manifest of selected images goes (under backfill/selected/)
 
     @classmethod

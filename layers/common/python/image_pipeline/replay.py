@@ -7,8 +7,8 @@ holds the original event (requestPayload), so a replay sends that event again:
 
 - to the function, asynchronously (`replay_failures`): the replay gets Lambda's retries and,
   failing again, a new destination record, so nothing is lost either way; or
-- to the reprocess workflow, as the input {"objects": [{"bucket", "key"}, ...]}
-  (`objects_input`), which re-renders each object's current version.
+- to a reprocess run of BackfillStateMachine, as the input {"reprocess": {"objects": [{"bucket",
+  "key"}, ...]}} (`objects_input`), which re-renders each object's current version.
 
 A record is deleted only once its replay was accepted; one that cannot be read stays in the
 queue (and is reported). Replaying twice is harmless: the thumbnailer's claim makes a repeated
@@ -159,9 +159,9 @@ def replay_failures(
 
 
 def objects_input(records: list[Received]) -> dict[str, Any]:
-    """The reprocess workflow's input that re-renders every object the records name (once each)."""
+    """The reprocess run's input that re-renders every object the records name (once each)."""
     unique = dict.fromkeys(obj for record in records for obj in record.event.objects)
-    return {"objects": [{"bucket": bucket, "key": key} for bucket, key in unique]}
+    return {"reprocess": {"objects": [{"bucket": bucket, "key": key} for bucket, key in unique]}}
 
 
 def replay_through_workflow(
@@ -186,9 +186,11 @@ def replay_through_workflow(
     report.execution = started["executionArn"]
     while (execution := stepfunctions.describe_execution(executionArn=started["executionArn"]))["status"] == "RUNNING":
         sleep(poll_seconds)
-    summary = json.loads(execution.get("output") or "{}")
-    counts = summary.get("counts", {}) if isinstance(summary, dict) else {}
-    if execution["status"] != "SUCCEEDED" or counts.get("errors") or counts.get("skipped"):
+    output = json.loads(execution.get("output") or "{}")
+    summary: dict[str, Any] = output if isinstance(output, dict) else {}  # ReprocessCompleted's body
+    counts = summary.get("counts", {})
+    unsettled = counts.get("errors") or counts.get("skipped") or summary.get("unrecorded")
+    if execution["status"] != "SUCCEEDED" or unsettled:
         report.not_accepted += len(records)  # they reappear once their visibility timeout passes
         report.problem(f"execution {execution['status']}, counts {counts}: records kept for another replay")
         return report

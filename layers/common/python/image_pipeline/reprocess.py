@@ -1,17 +1,15 @@
-"""The steps of the reprocess workflow that are code: list the images, count the outcomes.
+"""The reprocess run's code steps: which images a request selects, as the run's manifest.
 
-The state machine (statemachines/reprocess.asl.json) pages through `list_images`, re-renders
-each image with ThumbnailFunction in a Map, and folds each page's results into the counts
-with `tally`. Requests: {"status": "FAILED"}, {"prefix": "uploads/2026/"} or, to replay events
-the thumbnailer gave up on (image_pipeline.replay), {"objects": [{"bucket": ..., "key": ...}]};
-optionally with "sizes": [1024, 256] to render other sizes than the configured ones.
+BackfillStateMachine's reprocess source (statemachines/backfill.asl.json) writes the selected
+images as a JSON manifest (ReprocessStepsFunction, `select_images`) that its Distributed Map reads
+and renders in batches like a backfill. Requests: {"status": "FAILED"}, {"prefix": "uploads/2026/"}
+or, to replay events the thumbnailer gave up on (image_pipeline.replay), {"objects": [{"bucket":
+..., "key": ...}]}; optionally with "sizes": [1024, 256] to render other sizes than the configured ones.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,19 +20,15 @@ from image_pipeline.record import ImageStatus
 if TYPE_CHECKING:
     from image_pipeline.repository import ImagesRepository
 
-# What one Map iteration reports (ThumbnailFunction's outcome, or ERROR when the task was caught).
-OUTCOME_COUNTS = {"SUCCEEDED": "succeeded", "FAILED": "failed", "ERROR": "errors"}
-COUNT_NAMES = ("succeeded", "failed", "errors", "skipped")
 # A reprocess run on BackfillStateMachine: the batch counts (rerender.BATCH_COUNTS), and the
 # images whose batch failed past its retries and were failed on their items (reprocess_failed).
 REPROCESS_COUNTS = ("rendered", "current", "failed", "skipped", "errors")
-_SCAN_PAGES_PER_CALL = 20  # a prefix filter may leave scan pages empty: read a few per call
-MAX_OBJECTS = 200  # objects one request may name: one page of the Map (its state stays small)
+MAX_OBJECTS = 200  # objects one request may name (a replay's batch of records)
 _SELECTORS = ("status", "prefix", "objects")
 
 
 class InvalidRequest(ValueError):
-    """The workflow's input cannot be served; the execution fails (top-level Catch)."""
+    """The run's input cannot be served; the execution fails (ReprocessFailed says why)."""
 
 
 @dataclass(frozen=True)
@@ -84,75 +78,37 @@ def _objects(objects: Any) -> tuple[tuple[str, str], ...]:
     return tuple(dict.fromkeys(parsed))
 
 
-def _encode_token(key: Mapping[str, Any] | None) -> str | None:
-    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode() if key else None
-
-
-def _decode_token(token: str | None) -> dict[str, Any] | None:
-    if not token:
-        return None
-    try:
-        key: dict[str, Any] = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except ValueError:
-        raise InvalidRequest("next_token is not a token this workflow issued") from None
-    return key
-
-
-def list_images(
-    repository: ImagesRepository,
-    request: ReprocessRequest,
-    *,
-    listed_before: str,
-    next_token: str | None,
-    page_size: int,
-) -> dict[str, Any]:
-    """One page of images to reprocess, as ThumbnailFunction's direct requests, and the next token.
-
-    By status, only items last updated before the execution started: an image that fails
-    again gets a newer updated_at, and must not come round again in a later page.
-    """
-    start_key = _decode_token(next_token)
-    if request.objects is not None:  # one page: the request names at most MAX_OBJECTS
-        return {
-            "images": [_object_image(repository, bucket, key, request) for bucket, key in request.objects],
-            "next_token": None,
-        }
-    if request.status is not None:
-        page = repository.status_page(
-            request.status, updated_before=listed_before, start_key=start_key, limit=page_size
-        )
-    else:
-        page = repository.scan_page(start_key, page_size, key_prefix=request.prefix)
-        for _ in range(_SCAN_PAGES_PER_CALL - 1):
-            if page.records or page.next_key is None:
-                break
-            page = repository.scan_page(page.next_key, page_size, key_prefix=request.prefix)
-    images = []
-    for record in page.records:
-        # The version listed: RecordFailure may only fail the item while it still describes it.
-        images.append(
-            _image(record.image_id, record.bucket, record.key, (record.source.etag, record.source.sequencer), request)
-        )
-    return {"images": images, "next_token": _encode_token(page.next_key)}
-
-
 def select_images(
     repository: ImagesRepository, request: ReprocessRequest, *, listed_before: str, page_size: int
 ) -> list[dict[str, Any]]:
-    """Every image the request selects, as the items of a reprocess run's manifest (the
-    Distributed Map reads them from S3): the objects to re-render and the version listed."""
+    """Every image the request selects, as the items of the run's manifest: the object to
+    re-render and the version listed (RecordFailures may fail the item only while it still
+    describes it).
+
+    By status, only items last updated before the run started: an image that fails again gets a
+    newer updated_at. A prefix is a Scan, read page by page (a page may hold no match).
+    """
+    if request.objects is not None:
+        return [_object_image(repository, bucket, key, request) for bucket, key in request.objects]
     images: list[dict[str, Any]] = []
-    next_token = None
+    start_key: Mapping[str, Any] | None = None
     while True:
-        page = list_images(repository, request, listed_before=listed_before, next_token=next_token, page_size=page_size)
-        images.extend(page["images"])
-        next_token = page["next_token"]
-        if next_token is None:
+        if request.status is not None:
+            page = repository.status_page(
+                request.status, updated_before=listed_before, start_key=start_key, limit=page_size
+            )
+        else:
+            page = repository.scan_page(start_key, page_size, key_prefix=request.prefix)
+        for record in page.records:
+            version = (record.source.etag, record.source.sequencer)
+            images.append(_image(record.image_id, record.bucket, record.key, version, request))
+        if page.next_key is None:
             return images
+        start_key = page.next_key
 
 
 def _image(image_id: str, bucket: str, key: str, version: tuple[str, str], request: ReprocessRequest) -> dict[str, Any]:
-    """One Map item: ThumbnailFunction's direct request, and the version (etag, sequencer)
+    """One manifest item: the object ThumbnailFunction renders, and the version (etag, sequencer)
     RecordFailure may fail."""
     image: dict[str, Any] = {
         "image_id": image_id,
@@ -172,11 +128,3 @@ def _object_image(repository: ImagesRepository, bucket: str, key: str, request: 
     record = repository.get(image_id)
     version = (record.source.etag, record.source.sequencer) if record else ("", "")
     return _image(image_id, bucket, key, version, request)
-
-
-def tally(counts: Mapping[str, int], results: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-    """The counts so far plus one page of Map results."""
-    total = {name: int(counts.get(name, 0)) for name in COUNT_NAMES}
-    for result in results:
-        total[OUTCOME_COUNTS.get(str(result.get("outcome")), "skipped")] += 1
-    return total

@@ -1,14 +1,16 @@
-"""Re-render requests, for the reprocess and backfill workflows: one image, or a batch.
+"""Re-render requests, for backfill and reprocess runs (BackfillStateMachine): a batch, or one image.
 
 ThumbnailFunction's direct request names objects by bucket and key; it renders each object's
 current version with the configured spec (or `sizes`), unless the image is already rendered at
 that spec (outcome CURRENT: a second backfill renders nothing).
 
-- one image (the reprocess Map): {"bucket": ..., "key": ..., "sizes"?: [...]} -> that image's result;
-- a batch (a backfill child, from Step Functions' ItemBatcher): {"images": [...], "bucket"?: ...,
-  "keys_url_encoded"?: bool, "sizes"?: [...]} -> {"results": [...], "counts": {...}}. Each image is
-  {"bucket"/"Bucket": ..., "key"/"Key": ...} (an S3 Inventory row or a ListObjectsV2 entry, whose
-  bucket is the batch's). Inventory reports URL-encode keys: `keys_url_encoded` says so.
+- a batch (a child of the Distributed Map, from Step Functions' ItemBatcher): {"images": [...],
+  "bucket"?: ..., "keys_url_encoded"?: bool, "sizes"?: [...]} -> {"results": [...], "counts": {...}}.
+  Each image is {"bucket"/"Bucket": ..., "key"/"Key": ...} (an S3 Inventory row, a ListObjectsV2
+  entry, whose bucket is the batch's, or a reprocess manifest's item). Inventory reports URL-encode
+  keys: `keys_url_encoded` says so;
+- one image (an operator's direct invocation): {"bucket": ..., "key": ..., "sizes"?: [...]} -> that
+  image's result.
 
 A batch renders every image it can; a transient failure (throttling, a timeout) of some images
 raises TransientError after the others are done, so the workflow's Retry runs the batch again
@@ -74,7 +76,7 @@ def render(
     """Serve a direct request; `record` sees every result (the handler's logs and metrics)."""
     if not request.batch:
         [(bucket, key)] = request.objects
-        # A gone object raises ImageRejected: the reprocess workflow records it on the item.
+        # A gone object raises ImageRejected: the caller hears why.
         result = thumbnailer.reprocess(bucket, key, sizes=request.sizes)
         record(result)
         return result.to_dict()
