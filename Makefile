@@ -32,8 +32,10 @@ $(SECURITY_STAMP): requirements/security.txt
 	$(SECURITY_VENV)/bin/python -m pip install --quiet -r requirements/security.txt
 	touch $(SECURITY_STAMP)
 
+# Two pytest workers, one per core of the 2-core CI machine; --dist loadfile keeps a file's tests on
+# one worker, so a module's deployed twin is built once (the backfill file runs beside the rest).
 test: lint typecheck template-lint security $(STAMP)  ## everything CI runs: checks, then unit + integration tests in one pytest run
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -n 2 --dist loadfile
 
 lint: $(STAMP)  ## ruff lint + format check
 	$(BIN)/ruff check .
