@@ -425,10 +425,11 @@ def summary(verdicts: list[Verdict]) -> dict[str, Any]:
 
 
 def print_summary(result: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=140) if not sys.stdout.isatty() else Console()
+    from pipeline_cli.console import table_console
+
+    console = table_console()
     table = Table(title=f"Conformance: {result['files']} real-world files", title_justify="left")
     table.add_column("verdict")
     table.add_column("files", justify="right")

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from pipeline_cli.console import table_console
 from pipeline_cli.imagefactory import make_jpeg
 from pipeline_cli.twin.backfill import BackfillReport, check_concurrency_bound, run_backfill, write_inventory
 from pipeline_cli.twin.session import UPLOAD_PREFIX, LocalPipeline, local_pipeline
@@ -166,7 +167,4 @@ def main(argv: list[str]) -> int:
     if args.folder is not None and not args.folder.is_dir():
         print(f"pipeline backfill: --folder {args.folder} is not a folder", file=sys.stderr)
         return 2
-    console = Console()
-    if not console.is_terminal:  # piped or in CI: wide enough for the tables
-        console = Console(width=140)
-    return run(args, console)
+    return run(args, table_console())

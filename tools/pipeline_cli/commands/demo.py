@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pipeline_cli.commands.demo_report import image_rows, print_summary, write_html
 from pipeline_cli.commands.redrive import redrive
+from pipeline_cli.console import table_console
 from pipeline_cli.imagefactory import make_jpeg, sample_images
 from pipeline_cli.twin.session import LocalPipeline, local_pipeline
 from pipeline_cli.webhook_receiver import WebhookServer
@@ -156,7 +157,4 @@ def main(argv: list[str]) -> int:
     if args.images is not None and not args.images.is_dir():
         print(f"pipeline demo: --images {args.images} is not a folder", file=sys.stderr)
         return 2
-    console = Console()
-    if not console.is_terminal:  # piped or in CI: wide enough for the tables
-        console = Console(width=140)
-    return run(args, console)
+    return run(args, table_console())

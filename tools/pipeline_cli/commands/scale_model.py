@@ -17,6 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from pipeline_cli.console import table_console
 from pipeline_cli.perf.scale import Estimate, Scenario, estimate, expected_requests
 from pipeline_cli.project import PROJECT_ROOT
 from pipeline_cli.twin.template import load_template
@@ -159,7 +160,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=Path("build/scale"), help="scale.json and scale.png go here")
     parser.add_argument("--check", type=Path, metavar="COUNTS", help="a `pipeline backfill --counts-json` file")
     args = parser.parse_args(argv)
-    console = Console() if Console().is_terminal else Console(width=150)
+    console = table_console(width=150)
     estimates = [estimate(s) for s in scenarios(args)]
     print_table(console, estimates)
     args.out.mkdir(parents=True, exist_ok=True)

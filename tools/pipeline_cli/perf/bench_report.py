@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,10 +54,11 @@ def print_report(
     cold: dict[str, dict[str, list[float]]],
     spec: RenditionSpec,
 ) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=190) if not sys.stdout.isatty() else Console()
+    from pipeline_cli.console import table_console
+
+    console = table_console(width=190)
     table = Table(title=f"Thumbnailer, sizes {spec.sizes} {spec.format} q{spec.quality} (template defaults); medians")
     for column in ("input", "MP", "project ms", "naive ms", "floor ms", "vs naive", "x floor"):
         table.add_column(column, justify="left" if column == "input" else "right")
@@ -93,10 +93,11 @@ def print_report(
 
 def print_engines(results: list[InputResult], peers: Peers) -> None:
     """The thumbnailer and the peers side by side: time, worst delivered PSNR, bytes per rendition."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=190) if not sys.stdout.isatty() else Console()
+    from pipeline_cli.console import table_console
+
+    console = table_console(width=190)
     names = ("project", *peers.runners)
     table = Table(title="Engines side by side, one thread: median ms; worst delivered PSNR dB; KB per rendition")
     table.add_column("input")
@@ -186,10 +187,11 @@ def finite(value: Any) -> Any:
 
 
 def print_output_formats(formats: dict[str, dict[str, float]], spec: RenditionSpec) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=190) if not sys.stdout.isatty() else Console()
+    from pipeline_cli.console import table_console
+
+    console = table_console(width=190)
     table = Table(title=f"RenditionFormat on {BASELINE}: sizes {spec.sizes} q{spec.quality}; medians")
     for column in ("format", "ms", "bytes (all sizes)", "ms vs JPEG", "bytes vs JPEG"):
         table.add_column(column, justify="left" if column == "format" else "right")
