@@ -26,18 +26,26 @@ PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 
 
 def referenced_logical_id(value: Mapping[str, Any]) -> str:
-    """The resource or parameter a `!Ref X` / `!GetAtt X.Attr` substitution value names."""
+    """The resource or parameter a `!Ref X` / `!GetAtt X.Attr` substitution value names; for
+    `!Ref F.Alias` (SAM's reference to AutoPublishAlias' alias), the function F."""
     if "Ref" in value:
-        return str(value["Ref"])
+        return str(value["Ref"]).removesuffix(".Alias")
     return str(value["Fn::GetAtt"][0])
 
 
 def resolve(values: Mapping[str, str], **parameters: str) -> dict[str, str]:
     """Each substitution's value: `values` by logical id for resources (a function's ARN is both
-    its Ref and its Arn here), parameters by name (their template defaults unless given);
+    its Ref and its Arn here, and `F.Alias` is that ARN qualified with its AutoPublishAlias, as
+    the alias' Ref is on AWS), parameters by name (their template defaults unless given);
     TemplateError for a substitution nothing resolves."""
     attributes = {f"{logical_id}.Arn": value for logical_id, value in values.items()}
-    known = {**values, **attributes, **parameter_values(load_template(), parameters)}
+    resources = load_template()["Resources"]
+    aliases = {
+        f"{logical_id}.Alias": f"{value}:{resources[logical_id]['Properties']['AutoPublishAlias']}"
+        for logical_id, value in values.items()
+        if "AutoPublishAlias" in resources.get(logical_id, {}).get("Properties", {})
+    }
+    known = {**values, **attributes, **aliases, **parameter_values(load_template(), parameters)}
     return {name: str(value) for name, value in template.resolve(SUBSTITUTIONS, known).items()}
 
 

@@ -71,8 +71,11 @@ def first_run(pipeline: LocalPipeline) -> dict[str, Any]:
     before = by_key(pipeline)
     lambda_invoke = LambdaBackend.invoke
     throttled: list[str] = []
+    invoked: list[str] = []  # the FunctionName each child passed
 
     def throttle_three(self: LambdaBackend, function_name: str, *args: Any, **kwargs: Any) -> Any:
+        if "ThumbnailFunction" in function_name:
+            invoked.append(function_name)
         if "ThumbnailFunction" in function_name and len(throttled) < 3:
             throttled.append(function_name)
             raise Throttled()
@@ -87,7 +90,7 @@ def first_run(pipeline: LocalPipeline) -> dict[str, Any]:
         inject(s3, "GetObject", THROTTLED["s3"], times=7, when=lambda request: slow_key in request.url) as slow_down,
     ):
         report = run_backfill(pipeline)
-    return {"report": report, "before": before, "throttled": throttled, "slow_down": slow_down}
+    return {"report": report, "before": before, "throttled": throttled, "invoked": invoked, "slow_down": slow_down}
 
 
 def test_every_image_ends_at_the_new_spec_or_failed_with_its_reason(
@@ -120,6 +123,16 @@ def test_the_faults_really_happened_and_were_retried(first_run: dict[str, Any], 
     ]
     assert "TransientError" in {call.error_type for call in batches}
     assert first_run["report"].thumbnail_invocations == len(batches) > (IMAGES + 1) // 10
+
+
+def test_the_children_invoke_the_live_alias_which_snapstart_restores(
+    first_run: dict[str, Any], pipeline: LocalPipeline
+) -> None:
+    function = pipeline.stack.functions["ThumbnailFunction"]
+    alias = pipeline.stack.endpoint.client("lambda").get_alias(FunctionName=function.name, Name="live")
+    assert alias["FunctionVersion"] != "$LATEST"
+    assert set(first_run["invoked"]) == {alias["AliasArn"]}  # never $LATEST, which SnapStart does not cover
+    assert len(first_run["invoked"]) == first_run["report"].thumbnail_invocations + len(first_run["throttled"])
 
 
 def test_consumers_hear_about_every_re_render_with_a_new_event_id(

@@ -279,7 +279,7 @@ def backfill_definition() -> str:
     """statemachines/backfill.asl.json with template.yaml's DefinitionSubstitutions resolved."""
     machine = resource("BackfillStateMachine")["Properties"]
     names = {
-        "ThumbnailFunction.Arn": "arn:aws:lambda:us-east-1:123456789012:function:thumbnail",
+        "ThumbnailFunction.Alias": "arn:aws:lambda:us-east-1:123456789012:function:thumbnail:live",
         "ReprocessStepsFunction.Arn": "arn:aws:lambda:us-east-1:123456789012:function:reprocess-steps",
         "ImagesTable": "images",
         "IngestBucket": BUCKET,

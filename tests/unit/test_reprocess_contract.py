@@ -77,12 +77,13 @@ def test_the_role_may_touch_exactly_what_the_definition_touches() -> None:
         if "SNSPublishMessagePolicy" in p
     }
     statements = [statement for p in policies if "Statement" in p for statement in p["Statement"]]
-    invoked = {
-        referenced_logical_id(target)
+    invoke_targets = [
+        target
         for statement in statements
         if "lambda:InvokeFunction" in statement["Action"]
         for target in statement["Resource"]
-    }
+    ]
+    invoked = {referenced_logical_id(target) for target in invoke_targets}
     updated = {
         referenced_logical_id(statement["Resource"])
         for statement in statements
@@ -97,6 +98,11 @@ def test_the_role_may_touch_exactly_what_the_definition_touches() -> None:
         parameters = json.dumps(task["Parameters"])
         used[service] |= {referenced_logical_id(SUBSTITUTIONS[name]) for name in re.findall(r"<(\w+)>", parameters)}
     assert used["lambda"] == invoked == {"ThumbnailFunction", "ReprocessStepsFunction"}
+    # ThumbnailFunction through its live alias only, as S3 invokes it (what SnapStart restores)
+    assert SUBSTITUTIONS["ThumbnailFunctionArn"] == {"Ref": "ThumbnailFunction.Alias"}
+    assert [t for t in invoke_targets if referenced_logical_id(t) == "ThumbnailFunction"] == [
+        {"Ref": "ThumbnailFunction.Alias"}
+    ]
     assert used["sns"] == published == {"ImageEventsTopic"}
     assert used["dynamodb"] == updated == {"ImagesTable"}
     # ... whose ARN the role names through the machine's own Name, and nothing else
