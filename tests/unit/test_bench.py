@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from image_pipeline.imaging import RenditionSpec, make_renditions
-from pipeline_cli.commands.bench import SNAPSTART_COLD, main
+from pipeline_cli.commands.bench import SDK_COLD, SNAPSTART_COLD, main
 from pipeline_cli.imagefactory import encode, make_jpeg
 from pipeline_cli.perf.bench_report import verdicts
 from pipeline_cli.perf.corpus import CORPUS, corpus
@@ -114,6 +114,7 @@ def test_a_quick_run_writes_the_json_and_the_plot(tmp_path: Path) -> None:
     assert set(document["cold_start"]["tracing off"]) == {"import_ms", "clients_ms", "total_ms"}
     after_restore = document["cold_start"][SNAPSTART_COLD]
     assert len(after_restore["clients_ms"]) == len(document["cold_start"]["tracing off"]["clients_ms"])
+    assert set(document["cold_start"][SDK_COLD]) == {"import_ms", "clients_ms", "total_ms"}
     assert set(document["targets"]) == {"speedup_vs_naive_12mp", "x_floor_12mp", "psnr_db", "cold_start_ms"}
     assert document["spec"]["sizes"] == list(project_spec().sizes)
     assert (tmp_path / "bench.png").stat().st_size > 10_000

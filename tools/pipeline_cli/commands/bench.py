@@ -15,7 +15,8 @@ One run measures, side by side on a generated corpus (cached in build/bench/corp
   - where the time goes on the baseline: each step of the thumbnailer's path timed on its own;
   - the cold start: importing functions/thumbnail/app.py and creating its clients, in fresh
     interpreters of a venv holding only what the function has on Lambda, with Lambda's
-    credential variables set; and what is left after a SnapStart restore.
+    credential variables set; what is left after a SnapStart restore; and the SDK's share (boto3
+    and the same clients without the handler), which no change to the handler can take away.
 Sizes, format, quality and the environment come from template.yaml (ThumbnailFunction, the
 parameters' defaults), through the handler's own settings class. The variants, the corpus and
 the scores are in pipeline_cli.perf.
@@ -49,6 +50,7 @@ from pipeline_cli.perf.peers import Peers
 from pipeline_cli.perf.timing import measure, output_formats
 
 SNAPSTART_COLD = "SnapStart, after the restore (import = after-restore hooks)"
+SDK_COLD = "the SDK alone (boto3 and the same three clients, no handler)"
 
 
 def main(argv: list[str]) -> int:
@@ -74,6 +76,7 @@ def main(argv: list[str]) -> int:
         "tracing off": cold_start(python, runs, tracing=False),
         "tracing on (as deployed)": cold_start(python, runs, tracing=True),
         SNAPSTART_COLD: cold_start(python, runs, tracing=False, snapstart=True),
+        SDK_COLD: cold_start(python, runs, tracing=False, sdk_only=True),
     }
     checks = verdicts(results, cold["tracing off"]["total_ms"])
     print_report(results, checks, cold, spec)

@@ -86,18 +86,21 @@ def peak_rss_mb(variant: str, path: Path, spec: RenditionSpec, lambda_python: Pa
     return float(completed.stdout.strip().splitlines()[-1])
 
 
-def cold_start(python: Path, runs: int, *, tracing: bool, snapstart: bool = False) -> dict[str, list[float]]:
+def cold_start(
+    python: Path, runs: int, *, tracing: bool, snapstart: bool = False, sdk_only: bool = False
+) -> dict[str, list[float]]:
     """Import the handler and create its clients in fresh interpreters, after one unmeasured run
     that writes the bytecode a deployed package ships with. With `snapstart`, what is left after
     a restore: the after-restore hooks ("import_ms") and the clients, in a process that imported
-    the handler and ran its before-snapshot hooks first; Lambda's own restore time is not included."""
+    the handler and ran its before-snapshot hooks first; Lambda's own restore time is not included.
+    With `sdk_only`, the SDK's share: boto3 imported and the same clients created, no handler."""
     handler_env = dict(handler_environment())
     process_env = lambda_like_environment()
     if tracing:
         process_env["LAMBDA_TASK_ROOT"] = str(PROJECT_ROOT)  # "in Lambda", where Powertools traces
     else:
         handler_env["POWERTOOLS_TRACE_DISABLED"] = "true"
-    mode = "snapstart" if snapstart else "cold"
+    mode = "snapstart" if snapstart else "sdk" if sdk_only else "cold"
     worker = "pipeline_cli.perf.cold_start_worker"
     command = [str(python), "-m", worker, *handler_location(), json.dumps(handler_env), mode]
 
