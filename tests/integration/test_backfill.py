@@ -76,9 +76,9 @@ def first_run(pipeline: LocalPipeline) -> dict[str, Any]:
     def throttle_three(self: LambdaBackend, function_name: str, *args: Any, **kwargs: Any) -> Any:
         if "ThumbnailFunction" in function_name:
             invoked.append(function_name)
-        if "ThumbnailFunction" in function_name and len(throttled) < 3:
-            throttled.append(function_name)
-            raise Throttled()
+            if len(throttled) < 3:
+                throttled.append(function_name)
+                raise Throttled()
         return lambda_invoke(self, function_name, *args, **kwargs)
 
     s3 = pipeline.functions.module("ThumbnailFunction").clients.s3
