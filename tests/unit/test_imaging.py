@@ -5,13 +5,23 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 
+import PIL
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageCms, ImageStat
+from PIL import Image, ImageCms, ImageFile, ImageStat
 
+from image_pipeline import imaging
 from image_pipeline.errors import ImageRejected, RejectReason
-from image_pipeline.imaging import RenditionResult, RenditionSpec, fit_within, make_renditions, resample
+from image_pipeline.imaging import (
+    RenditionResult,
+    RenditionSpec,
+    decode_jpeg_at,
+    fit_within,
+    jpeg_decode_eighths,
+    make_renditions,
+    resample,
+)
 from pipeline_cli.imagefactory import (
     MARK,
     encode,
@@ -21,6 +31,8 @@ from pipeline_cli.imagefactory import (
     scene,
     stored_for_orientation,
 )
+from pipeline_cli.perf.corpus import photo
+from pipeline_cli.perf.fidelity import psnr, reference
 from tests.hostile_images import jpeg_bomb, png_bomb, without_adobe_marker
 from tests.image_strategies import valid_images
 
@@ -267,6 +279,98 @@ def test_the_pixel_limit_is_checked_from_the_header(jpeg_48mp: bytes) -> None:
         make_renditions(jpeg_48mp, RenditionSpec(sizes=(128,), max_pixels=40_000_000))
     assert raised.value.reason is RejectReason.TOO_MANY_PIXELS
     assert "8000x6000" in raised.value.detail
+
+
+# ----------------------------------------------------------------------------- JPEG decode scale
+
+THREE_EIGHTHS = RenditionSpec(sizes=(256, 64))  # 1001 px wide decodes at 3/8 (376 px) for 256 px
+
+
+def _mpo(width: int, height: int) -> bytes:
+    """A two-picture MPO, as phones write them; the first picture is the one rendered."""
+    first = scene(width, height)
+    return encode(first, "MPO", save_all=True, append_images=[first.transpose(Image.Transpose.FLIP_LEFT_RIGHT)])
+
+
+def test_this_pillow_still_decodes_jpeg_at_three_eighths() -> None:
+    """Canary: the 3/8 scale is reached through Pillow's decoder arguments, not a public API."""
+    data = make_jpeg(1600, 1200, displayed=photo(1600, 1200))
+    with Image.open(io.BytesIO(data)) as image:
+        box = decode_jpeg_at(image, 3)
+        image.load()
+        scaled = image.copy()
+    with Image.open(io.BytesIO(data)) as full:
+        expected = full.resize((600, 450), Image.Resampling.LANCZOS)
+    detail = (
+        f"Pillow {PIL.__version__} no longer decodes JPEG at 3/8 through decoderconfig: the thumbnailer "
+        "falls back to draft()'s 4/8 (slower; docs/performance.md, 'Choosing the JPEG decode scale')"
+    )
+    assert box == (0, 0, 600.0, 450.0), detail
+    assert scaled.size == (600, 450), f"{detail}; decoded {scaled.size}"
+    assert psnr(scaled, expected) > 35, f"{detail}; pixels {psnr(scaled, expected):.1f} dB from a full decode"
+    assert imaging._decodes_at_three_eighths(), f"{detail}; the runtime probe refuses it"
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "target", "eighths"),
+    [
+        (4000, 3000, (1024, 768), 3),  # 1500 px: 1.46x left for LANCZOS
+        (3000, 4000, (768, 1024), 3),
+        (3600, 2700, (1024, 768), 4),  # 3/8 would leave 1.32x: 1/2, as draft() picks
+        (5460, 4095, (1024, 768), 3),  # draft() picks 2/8, 1.33x: 1.7 dB lower
+        (8000, 6000, (1024, 768), 3),
+        (2048, 1536, (1024, 768), 4),
+        (1600, 1200, (1024, 768), 8),
+        (8064, 6048, (512, 384), 1),
+        (4096, 3072, (512, 384), 2),
+    ],
+)
+def test_the_decode_scale_leaves_lanczos_its_margin(
+    width: int, height: int, target: tuple[int, int], eighths: int
+) -> None:
+    assert jpeg_decode_eighths(width, height, target) == eighths
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(make_jpeg(1001, 751, displayed=photo(1001, 751)), id="odd size"),
+        pytest.param(make_jpeg(1001, 751, progressive=True), id="progressive"),
+        pytest.param(make_jpeg(1001, 751, mode="CMYK"), id="cmyk"),
+        pytest.param(make_jpeg(1001, 751, mode="L"), id="greyscale"),
+        pytest.param(make_jpeg(1001, 751, orientation=6), id="exif rotated"),
+        pytest.param(_mpo(1001, 751), id="mpo"),
+    ],
+)
+def test_jpegs_decoded_at_three_eighths_match_a_full_decode(data: bytes) -> None:
+    with Image.open(io.BytesIO(data)) as image:
+        assert jpeg_decode_eighths(image.width, image.height, fit_within(image.width, image.height, 256)) == 3
+    images = [image for _, image in resample(data, THREE_EIGHTHS).images]
+    for image, ref in zip(images, reference(data, [image.size for image in images]), strict=True):
+        assert psnr(image, ref) > 40
+
+
+def test_without_the_three_eighths_scale_jpegs_decode_at_one_half(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Pillow whose decoder refuses the 3/8 arguments (here: asked for 2/8 in a 3/8 tile, which
+    it reports as broken data) fails the probe, and renditions come from draft()'s 1/2 scale."""
+
+    def wrong_scale(image: ImageFile.ImageFile) -> None:
+        image.tile = [image.tile[0]._replace(extents=(0, 0, -(-image.width * 3 // 8), -(-image.height * 3 // 8)))]
+        image._size = image.tile[0].extents[2:]
+        image.decoderconfig = (4, 0)
+
+    monkeypatch.setattr(imaging, "_decode_at_three_eighths", wrong_scale)
+    imaging._decodes_at_three_eighths.cache_clear()
+    try:
+        assert not imaging._decodes_at_three_eighths()
+        data = make_jpeg(1001, 751, displayed=photo(1001, 751))
+        images = [image for _, image in resample(data, THREE_EIGHTHS).images]
+        for image, ref in zip(images, reference(data, [image.size for image in images]), strict=True):
+            assert psnr(image, ref) > 40
+        with Image.open(io.BytesIO(data)) as image:
+            assert imaging.scale_jpeg_decode(image, (256, 192)) == (0, 0, 500.5, 375.5)  # 1/2
+    finally:
+        imaging._decodes_at_three_eighths.cache_clear()
 
 
 # ----------------------------------------------------------------------------- rejections

@@ -1,10 +1,10 @@
 """Where the thumbnailer's time goes on one input: each step of its path, timed on its own.
 
 The steps are the ones imaging.make_renditions takes, in its order: open the header, decode
-(JPEG: at the DCT scale draft() picks), resize to the largest rendition, each smaller rendition
-from the previous one, then each encode. Every repeat runs all the steps and the whole call once,
-so the shares are measured side by side; the steps add up to the whole call, give or take the
-machine's noise. `pipeline bench` prints it for the baseline input.
+(JPEG: at the DCT scale imaging.scale_jpeg_decode picks), resize to the largest rendition, each
+smaller rendition from the largest (reducing_gap=3.0), then each encode. Every repeat runs all
+the steps and the whole call once, so the shares are measured side by side; the steps add up to
+the whole call, give or take the machine's noise. `pipeline bench` prints it for the baseline input.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 from PIL import Image
 
-from image_pipeline.imaging import RenditionSpec, fit_within, make_renditions
+from image_pipeline.imaging import RenditionSpec, fit_within, make_renditions, scale_jpeg_decode
 
 WHOLE_CALL = "make_renditions (the whole call)"
 
@@ -35,8 +35,7 @@ def _once(data: bytes, spec: RenditionSpec, samples: dict[str, list[float]]) -> 
     sizes = [fit_within(image.width, image.height, size) for size in sorted(set(spec.sizes), reverse=True)]
     box = None
     if image.format == "JPEG":
-        drafted = image.draft(None, sizes[0])
-        box = drafted[1] if drafted else None
+        box = scale_jpeg_decode(image, sizes[0])
     _timed(samples, f"decode {image.mode} {image.width}x{image.height}", image.load)
     current = _timed(
         samples,
@@ -45,9 +44,8 @@ def _once(data: bytes, spec: RenditionSpec, samples: dict[str, list[float]]) -> 
     )
     renditions = [current]
     for size in sizes[1:]:
-        previous = renditions[-1]
-        step = f"resize {previous.width}x{previous.height} -> {size[0]}x{size[1]}"
-        renditions.append(_timed(samples, step, previous.resize, size, Image.Resampling.LANCZOS))
+        step = f"resize {current.width}x{current.height} -> {size[0]}x{size[1]}"
+        renditions.append(_timed(samples, step, current.resize, size, Image.Resampling.LANCZOS, reducing_gap=3.0))
     for rendition in renditions:
         step = f"encode {rendition.width}x{rendition.height} {spec.format} q{spec.quality}"
         _timed(samples, step, rendition.save, io.BytesIO(), spec.format, quality=spec.quality)

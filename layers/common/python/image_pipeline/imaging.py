@@ -5,10 +5,11 @@ How (and why) it is fast, measured in docs/design.md ("The thumbnail algorithm")
   images are rejected before a single pixel is decoded;
 - the EXIF orientation is read first and every target size is computed in displayed (oriented)
   coordinates;
-- JPEG: draft() asks the decoder for a DCT-scaled image just larger than the largest target
-  (1/2, 1/4, 1/8 scale), so a 48 MP photo is never decoded at full size;
+- JPEG: the decoder scales the DCT (8/8, 4/8, 3/8, 2/8 or 1/8) to the smallest size that leaves
+  LANCZOS enough margin above the largest target (jpeg_decode_eighths), so a 48 MP photo is never
+  decoded at full size;
 - resize(LANCZOS, reducing_gap=1.5) for the largest rendition, then the small result is rotated
-  (cheap), then each smaller rendition is made from the previous one (cascade);
+  (cheap), then each smaller rendition is made from it (reducing_gap=3.0);
 - for JPEG output, transparent images are flattened on white before resizing (as the reference
   does: exact, and 3 bands to resize instead of 4), and large ones are box-reduced strip by strip,
   so no second full-size copy is made (docs/performance.md has the measurements).
@@ -82,6 +83,13 @@ _TRANSPOSE: Final = {
 }
 _SWAPS_AXES: Final = frozenset({5, 6, 7, 8})
 _REDUCING_GAP: Final = 1.5
+# The smaller renditions are made from the largest: 1024 -> 128 px is a 2x box, then LANCZOS 4x.
+# A larger box aliases fine periodic texture (1.5: box 5, 2.0: box 4 lose up to 10 dB of pixels
+# on the bench's photos); 2x is the box whose aliases LANCZOS 4x removes (docs/performance.md).
+_LATER_REDUCING_GAP: Final = 3.0
+# jpeg_decode_eighths: the JPEG DCT scales Pillow reaches (in eighths) and how many times the
+# target each must leave for LANCZOS (measured: docs/performance.md).
+_DCT_MARGIN: Final = {1: 1.5, 2: 2.0, 3: 1.4, 4: 1.0, 8: 0.0}
 _STRIP_ROWS: Final = 256  # rows box-reduced at a time: a 49 MP RGBA strip is 8 MB
 _PREMULTIPLIED: Final = {"RGBA": "RGBa", "LA": "La"}  # what Pillow resamples alpha images in
 _TRUNCATION_HINTS: Final = ("truncated", "broken data stream", "premature end", "unexpected end")
@@ -102,7 +110,7 @@ _CONTENT_ERRORS: Final = (
 _BOMB_PIXELS: Final = re.compile(r"\((\d+) pixels\)")
 # Bump when a change to this module changes the renditions it makes: every image is then at an
 # older spec version, and a backfill re-renders the library (docs/backfill.md).
-RENDERER_REVISION: Final = 1
+RENDERER_REVISION: Final = 2
 
 
 @dataclass(frozen=True)
@@ -367,10 +375,7 @@ def _render(
 
     box = None
     if isinstance(image, ImageFile.ImageFile) and image.format in ("JPEG", "MPO"):
-        # Before anything loads pixels: decode at the smallest DCT scale that still covers the target.
-        drafted = image.draft(None, decode_size)
-        if drafted is not None:
-            box = drafted[1]
+        box = scale_jpeg_decode(image, decode_size)  # before anything loads pixels
     working = _resizable(image)
     if box is None and working.mode in _PREMULTIPLIED:
         flatten = spec.format == "JPEG"  # JPEG has no alpha
@@ -384,13 +389,94 @@ def _render(
     # and XMP), which resize() copies from the source.
     current.info = {}
 
+    # Each smaller rendition from the largest; sizes the source is smaller than share one image.
+    made = {current.size: current}
     images = []
     for size in sizes:
         target = fit_within(source.width, source.height, size)
-        if current.size != target:
-            current = current.resize(target, Image.Resampling.LANCZOS)
-        images.append((size, current))
+        if target not in made:
+            made[target] = current.resize(target, Image.Resampling.LANCZOS, reducing_gap=_LATER_REDUCING_GAP)
+        images.append((size, made[target]))
     return tuple(images), icc_profile
+
+
+def jpeg_decode_eighths(width: int, height: int, target: tuple[int, int]) -> int:
+    """The DCT scale, in eighths, to decode a width x height JPEG at for a target size: the
+    smallest that leaves at least _DCT_MARGIN[eighths] times the target for LANCZOS to finish.
+
+    DCT scaling is a cruder low-pass than LANCZOS, and more so at the coarse scales: decoded just
+    above the target, the rendition loses up to 3 dB (2/8 of a 5460 px photo for 1024 px), so
+    each scale needs a margin above the target, measured by `python -m pipeline_cli.perf.dct_sweep`
+    (docs/performance.md, "Choosing the JPEG decode scale").
+    """
+    for eighths in sorted(_DCT_MARGIN):
+        margin = _DCT_MARGIN[eighths]
+        if width * eighths >= margin * 8 * target[0] and height * eighths >= margin * 8 * target[1]:
+            return eighths
+    return 8
+
+
+def scale_jpeg_decode(image: ImageFile.ImageFile, target: tuple[int, int]) -> tuple[float, float, float, float] | None:
+    """Make the JPEG decode at jpeg_decode_eighths' scale; see decode_jpeg_at."""
+    eighths = jpeg_decode_eighths(image.width, image.height, target)
+    if eighths == 3 and not _decodes_at_three_eighths():
+        eighths = 4  # never wrong pixels: the next scale draft() offers
+    return decode_jpeg_at(image, eighths)
+
+
+def decode_jpeg_at(image: ImageFile.ImageFile, eighths: int) -> tuple[float, float, float, float] | None:
+    """Make an opened JPEG decode at eighths/8 (8, 4, 3, 2 or 1); the box of the decoded image
+    that the source covers (for resize()), or None at full scale.
+
+    draft() offers only 1/1, 1/2, 1/4 and 1/8. libjpeg also decodes at 3/8, reached through
+    Pillow's decoder arguments (scale_denom 3, which libjpeg rounds up to 3/8): not a public API,
+    so callers take it only if _decodes_at_three_eighths() proved it on this Pillow.
+    """
+    width, height = image.size
+    if eighths == 3 and len(image.tile) == 1 and not image.decoderconfig:
+        _decode_at_three_eighths(image)
+        return (0, 0, width * 3 / 8, height * 3 / 8)
+    scale = 8 // (4 if eighths == 3 else eighths)
+    if scale == 1:
+        return None
+    # draft() picks the largest power of two not above min(width // w, height // h): this one.
+    drafted = image.draft(None, (max(1, width // scale), max(1, height // scale)))
+    return drafted[1] if drafted is not None else None
+
+
+def _decode_at_three_eighths(image: ImageFile.ImageFile) -> None:
+    """What draft() does for 1/2, for libjpeg's 3/8 scale (output size: ceil(size * 3 / 8))."""
+    decoder, extents, offset, args = image.tile[0]
+    width, height = -(-image.size[0] * 3 // 8), -(-image.size[1] * 3 // 8)
+    left, top = extents[:2] if extents else (0, 0)
+    image.tile = [ImageFile._Tile(decoder, (left, top, left + width, top + height), offset, args)]
+    image._size = (width, height)
+    image.decoderconfig = (3, 0)
+
+
+@functools.cache
+def _decodes_at_three_eighths() -> bool:
+    """Whether this Pillow's JPEG decoder still decodes at 3/8 (checked once per process on a
+    small generated JPEG: the size, and the pixels against a full decode scaled down)."""
+    from PIL import ImageChops, ImageStat
+
+    pattern = Image.linear_gradient("L").resize((80, 64)).convert("RGB")
+    buffer = io.BytesIO()
+    pattern.save(buffer, "JPEG", quality=95)
+    try:
+        with Image.open(buffer) as probe:
+            assert isinstance(probe, ImageFile.ImageFile)
+            _decode_at_three_eighths(probe)
+            probe.load()
+            scaled = probe.copy()
+    except Exception:  # any refusal means: use draft()'s scales
+        return False
+    if scaled.size != (30, 24):
+        return False
+    with Image.open(buffer) as full:
+        expected = full.resize((30, 24), Image.Resampling.LANCZOS)
+    error = ImageStat.Stat(ImageChops.difference(scaled, expected).convert("L")).mean[0]
+    return error < 4  # a mean error of a few levels: DCT scaling vs LANCZOS; wrong pixels are far off
 
 
 def _shrink_alpha_image(image: Image.Image, size: tuple[int, int], *, flatten: bool) -> Image.Image:
