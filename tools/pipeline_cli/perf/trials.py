@@ -90,6 +90,7 @@ TRIALS: dict[str, Trial] = {
     "3/8 DCT scale": cascade(eighths=3),
     "3/8 DCT, smaller from largest, gap 2.0": cascade(eighths=3, from_largest=True, later_gap=2.0),
     "3/8 DCT, smaller from largest, gap 1.5": cascade(eighths=3, from_largest=True, later_gap=1.5),
+    "3/8 DCT, smaller from largest, gap 3.0": cascade(eighths=3, from_largest=True, later_gap=3.0),
 }
 
 
