@@ -79,17 +79,20 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline_cli.perf.dct_sweep", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per scale (median)")
     parser.add_argument("--size", action="append", help="WxH instead of the built-in list (repeatable)")
+    parser.add_argument("--largest", type=int, action="append", help="only the rendition sets led by this size")
+    parser.add_argument("--brief", action="store_true", help="only main's path and the new one, not every scale")
     args = parser.parse_args(argv)
+    rendition_sets = [sizes for sizes in LARGEST_RENDITIONS if not args.largest or sizes[0] in args.largest]
     sizes = [tuple(int(v) for v in size.split("x")) for size in args.size] if args.size else SIZES
     print("source | renditions | eighths: decode+largest ms, pixel PSNR / delivered PSNR per rendition")
     for width, height in sizes:
         data = _jpeg(width, height)
-        for renditions in LARGEST_RENDITIONS:
+        for renditions in rendition_sets:
             targets = [fit_within(width, height, size) for size in renditions]
             refs = reference(data, targets)
             draft_pick = draft_rule(width, height, targets[0])
             rule_pick = jpeg_decode_eighths(width, height, targets[0])
-            for eighths in (8, 4, 3, 2, 1):
+            for eighths in () if args.brief else (8, 4, 3, 2, 1):
                 decoded = (-(-width * eighths // 8), -(-height * eighths // 8))
                 if decoded[0] < targets[0][0] or decoded[1] < targets[0][1] or decoded[0] > 4.5 * targets[0][0]:
                     continue  # too small, or so large that the next scale down leaves over 2.25x
