@@ -84,7 +84,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     rendition_sets = [sizes for sizes in LARGEST_RENDITIONS if not args.largest or sizes[0] in args.largest]
     sizes = [tuple(int(v) for v in size.split("x")) for size in args.size] if args.size else SIZES
-    print("source | renditions | eighths: decode+largest ms, pixel PSNR / delivered PSNR per rendition")
+    print("source | largest rendition | scale: ms to decode and resize, pixel PSNR / delivered PSNR per rendition")
     for width, height in sizes:
         data = _jpeg(width, height)
         for renditions in rendition_sets:

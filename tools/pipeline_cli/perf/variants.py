@@ -2,7 +2,8 @@
 
 project  image_pipeline.imaging.make_renditions, as the handler calls it;
 naive    exif_transpose + convert("RGB") + LANCZOS resize to each size from the full image;
-floor    decode only: JPEG at the DCT scale the largest rendition needs, other formats in full.
+floor    decode only: JPEG at the DCT scale the thumbnailer picks for the largest rendition, other
+         formats in full.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import io
 from collections.abc import Callable
 from functools import cache
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageFile, ImageOps
 
-from image_pipeline.imaging import RenditionSpec, fit_within, make_renditions
+from image_pipeline.imaging import RenditionSpec, fit_within, make_renditions, scale_jpeg_decode
 from pipeline_cli.imagefactory import encode
 
 VARIANTS = ("project", "naive", "floor")
@@ -57,11 +58,11 @@ def run_naive(data: bytes, spec: RenditionSpec) -> list[bytes]:
 def run_floor(data: bytes, spec: RenditionSpec) -> None:
     """Only the decode the largest rendition needs: no resize, no encode."""
     with open_any(data) as opened:
-        if opened.format == "JPEG":
+        if opened.format == "JPEG" and isinstance(opened, ImageFile.ImageFile):
             swapped = opened.getexif().get(0x0112, 1) in (5, 6, 7, 8)
             width, height = (opened.height, opened.width) if swapped else opened.size
             target = fit_within(width, height, _largest_first(spec)[0])
-            opened.draft(None, (target[1], target[0]) if swapped else target)
+            scale_jpeg_decode(opened, (target[1], target[0]) if swapped else target)
         opened.load()
 
 
