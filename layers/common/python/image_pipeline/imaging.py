@@ -89,7 +89,7 @@ _REDUCING_GAP: Final = 1.5
 _LATER_REDUCING_GAP: Final = 3.0
 # jpeg_decode_eighths: the JPEG DCT scales Pillow reaches (in eighths) and how many times the
 # target each must leave for LANCZOS (measured: docs/performance.md).
-_DCT_MARGIN: Final = {1: 1.5, 2: 2.0, 3: 1.4, 4: 1.0, 8: 0.0}
+_DCT_MARGIN: Final = {1: 1.5, 2: 1.9, 3: 1.4, 4: 1.0, 8: 0.0}
 _STRIP_ROWS: Final = 256  # rows box-reduced at a time: a 49 MP RGBA strip is 8 MB
 _PREMULTIPLIED: Final = {"RGBA": "RGBa", "LA": "La"}  # what Pillow resamples alpha images in
 _TRUNCATION_HINTS: Final = ("truncated", "broken data stream", "premature end", "unexpected end")
@@ -404,10 +404,12 @@ def jpeg_decode_eighths(width: int, height: int, target: tuple[int, int]) -> int
     """The DCT scale, in eighths, to decode a width x height JPEG at for a target size: the
     smallest that leaves at least _DCT_MARGIN[eighths] times the target for LANCZOS to finish.
 
-    DCT scaling is a cruder low-pass than LANCZOS, and more so at the coarse scales: decoded just
-    above the target, the rendition loses up to 3 dB (2/8 of a 5460 px photo for 1024 px), so
-    each scale needs a margin above the target, measured by `python -m pipeline_cli.perf.dct_sweep`
-    (docs/performance.md, "Choosing the JPEG decode scale").
+    Why margins (measured by `python -m pipeline_cli.perf.dct_sweep`, docs/performance.md): the
+    scaled IDCT is a cruder low-pass than LANCZOS, the more so the coarser the scale. Decoded just
+    above the target, renditions lose up to 3 dB (2/8 of a 5460 px photo for 1024 px: 1.33x).
+    3/8 loses nothing from 1.4x on, and is faster than 4/8 there; 2/8 keeps losing 0.6 dB up to
+    1.95x, but 3/8 costs 70% more there, so 2/8 is kept from 1.9x on; 1/8 from 1.5x (at 1.33-1.46x
+    it loses 1.4-3.6 dB); 4/8 from 1.0x on, as draft() picks it, because a full decode costs 2-6x.
     """
     for eighths in sorted(_DCT_MARGIN):
         margin = _DCT_MARGIN[eighths]
