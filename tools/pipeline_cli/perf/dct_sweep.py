@@ -40,11 +40,11 @@ def draft_rule(width: int, height: int, target: tuple[int, int]) -> int:
 
 
 def render(
-    data: bytes, sizes: tuple[int, ...], eighths: int, *, cascade: bool = False
+    data: bytes, sizes: tuple[int, ...], eighths: int, *, cascade: bool = False, later_gap: float | None = 3.0
 ) -> tuple[list[Image.Image], float]:
     """The renditions' pixels at that decode scale, and the ms to decode and resize them all:
-    the smaller renditions each from the largest (reducing_gap=3.0), or each from the previous
-    one (`cascade`, the thumbnailer's way before this sweep)."""
+    the smaller renditions each from the largest (with later_gap as reducing_gap, as the
+    thumbnailer does at 3.0), or each from the previous one (`cascade`, its way before)."""
     started = time.perf_counter()
     image = Image.open(io.BytesIO(data))
     targets = [fit_within(image.width, image.height, size) for size in sizes]
@@ -54,7 +54,7 @@ def render(
         if cascade:
             images.append(images[-1].resize(target, LANCZOS))
         else:
-            images.append(images[0].resize(target, LANCZOS, reducing_gap=3.0))
+            images.append(images[0].resize(target, LANCZOS, reducing_gap=later_gap))
     return images, (time.perf_counter() - started) * 1000
 
 
@@ -66,10 +66,11 @@ def delivered(image: Image.Image) -> Image.Image:
 
 def _line(
     source: str, data: bytes, refs: list[Image.Image], renditions: tuple[int, ...], eighths: int, *, label: str,
-    cascade: bool, repeats: int,
+    cascade: bool, repeats: int, later_gap: float | None,
 ) -> None:  # fmt: skip
-    images, _ = render(data, renditions, eighths, cascade=cascade)
-    ms = statistics.median(render(data, renditions, eighths, cascade=cascade)[1] for _ in range(repeats))
+    images, _ = render(data, renditions, eighths, cascade=cascade, later_gap=later_gap)
+    runs = (render(data, renditions, eighths, cascade=cascade, later_gap=later_gap)[1] for _ in range(repeats))
+    ms = statistics.median(runs)
     pixels = " ".join(f"{psnr(i, r):5.2f}" for i, r in zip(images, refs, strict=True))
     files = " ".join(f"{psnr(delivered(i), r):5.2f}" for i, r in zip(images, refs, strict=True))
     print(f"{source} | {renditions[0]} | {label}: {ms:6.1f} ms  {pixels} / {files}", flush=True)
@@ -81,12 +82,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--size", action="append", help="WxH instead of the built-in list (repeatable)")
     parser.add_argument("--largest", type=int, action="append", help="only the rendition sets led by this size")
     parser.add_argument("--brief", action="store_true", help="only main's path and the new one, not every scale")
+    parser.add_argument("--later-gap", type=float, default=3.0, help="reducing_gap from the largest (0: none)")
     args = parser.parse_args(argv)
     rendition_sets = [sizes for sizes in LARGEST_RENDITIONS if not args.largest or sizes[0] in args.largest]
     sizes = [tuple(int(v) for v in size.split("x")) for size in args.size] if args.size else SIZES
     print("source | largest rendition | scale: ms to decode and resize, pixel PSNR / delivered PSNR per rendition")
+    options = {"repeats": args.repeats, "later_gap": args.later_gap or None}
     for width, height in sizes:
-        data = _jpeg(width, height)
+        data, source = _jpeg(width, height), f"{width}x{height}"
         for renditions in rendition_sets:
             targets = [fit_within(width, height, size) for size in renditions]
             refs = reference(data, targets)
@@ -98,22 +101,13 @@ def main(argv: list[str]) -> int:
                     continue  # too small, or so large that the next scale down leaves over 2.25x
                 margin = decoded[0] / targets[0][0]
                 label = f"{eighths}/8 {decoded[0]}px x{margin:.2f}"
-                source = f"{width}x{height}"
-                _line(source, data, refs, renditions, eighths, label=label, cascade=False, repeats=args.repeats)
+                _line(source, data, refs, renditions, eighths, label=label, cascade=False, **options)
             for label, eighths, cascade in (
                 (f"main: draft {draft_pick}/8, cascade", draft_pick, True),
+                (f"rule {rule_pick}/8, cascade", rule_pick, True),
                 (f"new: rule {rule_pick}/8, from the largest", rule_pick, False),
             ):
-                _line(
-                    f"{width}x{height}",
-                    data,
-                    refs,
-                    renditions,
-                    eighths,
-                    label=label,
-                    cascade=cascade,
-                    repeats=args.repeats,
-                )
+                _line(source, data, refs, renditions, eighths, label=label, cascade=cascade, **options)
     return 0
 
 
