@@ -124,9 +124,12 @@ def test_the_trials_start_from_the_thumbnailers_own_jpeg_path() -> None:
     from pipeline_cli.perf.trials import TRIALS
 
     photo = make_jpeg(1600, 1200)
-    spec = RenditionSpec(sizes=(512, 256, 64), quality=82)
+    spec = RenditionSpec(sizes=(400, 200, 50), quality=82)  # 3/8 of 1600 px leaves 1.5x for 400 px
     ours = [rendition.body for rendition in make_renditions(photo, spec).renditions]
-    assert TRIALS["as is (LANCZOS)"](photo, spec) == ours  # byte for byte: only the change differs
+    # byte for byte: the trials' parts put together as the thumbnailer does are its path
+    assert TRIALS["3/8 DCT, smaller from largest, gap 3.0"](photo, spec) == ours
+    earlier = TRIALS["earlier path (draft, cascade)"](photo, spec)
     bilinear = TRIALS["first step BILINEAR"](photo, spec)
-    assert [Image.open(io.BytesIO(body)).size for body in bilinear] == [(512, 384), (256, 192), (64, 48)]
-    assert bilinear[0] != ours[0]
+    for trial in (earlier, bilinear):
+        assert [Image.open(io.BytesIO(body)).size for body in trial] == [(400, 300), (200, 150), (50, 38)]
+    assert earlier[0] != ours[0]  # draft()'s 2/8 is exactly 400 px: no resize at all

@@ -77,7 +77,7 @@ def cascade(
 
 
 TRIALS: dict[str, Trial] = {
-    "as is (LANCZOS)": cascade(),
+    "earlier path (draft, cascade)": cascade(),
     "first step HAMMING": cascade(first=Image.Resampling.HAMMING),
     "first step BICUBIC": cascade(first=Image.Resampling.BICUBIC),
     "first step BILINEAR": cascade(first=Image.Resampling.BILINEAR),
