@@ -409,7 +409,7 @@ def jpeg_decode_eighths(width: int, height: int, target: tuple[int, int]) -> int
     above the target, renditions lose up to 3 dB (2/8 of a 5460 px photo for 1024 px: 1.33x).
     3/8 loses nothing from 1.4x on, and is faster than 4/8 there; 2/8 keeps losing 0.6 dB up to
     1.95x, but 3/8 costs 70% more there, so 2/8 is kept from 1.9x on; 1/8 from 1.5x (at 1.33-1.46x
-    it loses 1.4-3.6 dB); 4/8 from 1.0x on, as draft() picks it, because a full decode costs 2-6x.
+    it loses 1.4-3.6 dB); 4/8 from 1.0x on, as draft() picks it, because a full decode costs up to 6x.
     """
     for eighths in sorted(_DCT_MARGIN):
         margin = _DCT_MARGIN[eighths]
