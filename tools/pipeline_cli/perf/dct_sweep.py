@@ -81,7 +81,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per scale (median)")
     parser.add_argument("--size", action="append", help="WxH instead of the built-in list (repeatable)")
     parser.add_argument("--largest", type=int, action="append", help="only the rendition sets led by this size")
-    parser.add_argument("--brief", action="store_true", help="only main's path and the new one, not every scale")
+    parser.add_argument(
+        "--brief", action="store_true", help="only the path before this rule and the one now, not every scale"
+    )
     parser.add_argument("--later-gap", type=float, default=3.0, help="reducing_gap from the largest (0: none)")
     args = parser.parse_args(argv)
     rendition_sets = [sizes for sizes in LARGEST_RENDITIONS if not args.largest or sizes[0] in args.largest]
@@ -103,9 +105,9 @@ def main(argv: list[str]) -> int:
                 label = f"{eighths}/8 {decoded[0]}px x{margin:.2f}"
                 _line(source, data, refs, renditions, eighths, label=label, cascade=False, **options)
             for label, eighths, cascade in (
-                (f"main: draft {draft_pick}/8, cascade", draft_pick, True),
+                (f"before: draft {draft_pick}/8, cascade", draft_pick, True),
                 (f"rule {rule_pick}/8, cascade", rule_pick, True),
-                (f"new: rule {rule_pick}/8, from the largest", rule_pick, False),
+                (f"now: rule {rule_pick}/8, from the largest", rule_pick, False),
             ):
                 _line(source, data, refs, renditions, eighths, label=label, cascade=cascade, **options)
     return 0
