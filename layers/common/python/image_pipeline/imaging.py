@@ -84,8 +84,8 @@ _TRANSPOSE: Final = {
 _SWAPS_AXES: Final = frozenset({5, 6, 7, 8})
 _REDUCING_GAP: Final = 1.5
 # The smaller renditions are made from the largest: 1024 -> 128 px is a 2x box, then LANCZOS 4x.
-# A larger box aliases fine periodic texture (1.5: box 5, 2.0: box 4 lose up to 10 dB of pixels
-# on the bench's photos); 2x is the box whose aliases LANCZOS 4x removes (docs/performance.md).
+# A larger box aliases fine periodic texture (1.5: box 5, 2.0: box 4 lose 10-20 dB of pixels at
+# 128 px on the bench's photos); LANCZOS 4x filters out what a 2x box aliases (docs/performance.md).
 _LATER_REDUCING_GAP: Final = 3.0
 # jpeg_decode_eighths: the JPEG DCT scales Pillow reaches (in eighths) and how many times the
 # target each must leave for LANCZOS (measured: docs/performance.md).
