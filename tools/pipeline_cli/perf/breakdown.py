@@ -2,7 +2,7 @@
 
 The steps are the ones imaging.make_renditions takes, in its order: open the header, decode
 (JPEG: at the DCT scale imaging.scale_jpeg_decode picks), resize to the largest rendition, each
-smaller rendition from the largest (reducing_gap=3.0), then each encode. Every repeat runs all
+smaller rendition from the largest (imaging.LATER_REDUCING_GAP), then each encode. Every repeat runs all
 the steps and the whole call once, so the shares are measured side by side; the steps add up to
 the whole call, give or take the machine's noise. `pipeline bench` prints it for the baseline input.
 """
@@ -18,7 +18,14 @@ from typing import Any
 
 from PIL import Image
 
-from image_pipeline.imaging import RenditionSpec, fit_within, make_renditions, scale_jpeg_decode
+from image_pipeline.imaging import (
+    LATER_REDUCING_GAP,
+    REDUCING_GAP,
+    RenditionSpec,
+    fit_within,
+    make_renditions,
+    scale_jpeg_decode,
+)
 
 WHOLE_CALL = "make_renditions (the whole call)"
 
@@ -40,12 +47,14 @@ def _once(data: bytes, spec: RenditionSpec, samples: dict[str, list[float]]) -> 
     current = _timed(
         samples,
         f"resize {image.width}x{image.height} -> {sizes[0][0]}x{sizes[0][1]}",
-        lambda: image.resize(sizes[0], Image.Resampling.LANCZOS, box=box, reducing_gap=1.5),
+        lambda: image.resize(sizes[0], Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP),
     )
     renditions = [current]
     for size in sizes[1:]:
         step = f"resize {current.width}x{current.height} -> {size[0]}x{size[1]}"
-        renditions.append(_timed(samples, step, current.resize, size, Image.Resampling.LANCZOS, reducing_gap=3.0))
+        renditions.append(
+            _timed(samples, step, current.resize, size, Image.Resampling.LANCZOS, reducing_gap=LATER_REDUCING_GAP)
+        )
     for rendition in renditions:
         step = f"encode {rendition.width}x{rendition.height} {spec.format} q{spec.quality}"
         _timed(samples, step, rendition.save, io.BytesIO(), spec.format, quality=spec.quality)

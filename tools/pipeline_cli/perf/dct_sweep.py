@@ -19,7 +19,7 @@ import time
 
 from PIL import Image
 
-from image_pipeline.imaging import decode_jpeg_at, fit_within, jpeg_decode_eighths
+from image_pipeline.imaging import LATER_REDUCING_GAP, REDUCING_GAP, decode_jpeg_at, fit_within, jpeg_decode_eighths
 from pipeline_cli.perf.corpus import _jpeg
 from pipeline_cli.perf.fidelity import psnr, reference
 
@@ -40,16 +40,21 @@ def draft_rule(width: int, height: int, target: tuple[int, int]) -> int:
 
 
 def render(
-    data: bytes, sizes: tuple[int, ...], eighths: int, *, cascade: bool = False, later_gap: float | None = 3.0
+    data: bytes,
+    sizes: tuple[int, ...],
+    eighths: int,
+    *,
+    cascade: bool = False,
+    later_gap: float | None = LATER_REDUCING_GAP,
 ) -> tuple[list[Image.Image], float]:
     """The renditions' pixels at that decode scale, and the ms to decode and resize them all:
     the smaller renditions each from the largest (with later_gap as reducing_gap, as the
-    thumbnailer does at 3.0), or each from the previous one (`cascade`, its way before)."""
+    thumbnailer does), or each from the previous one (`cascade`, its way before)."""
     started = time.perf_counter()
     image = Image.open(io.BytesIO(data))
     targets = [fit_within(image.width, image.height, size) for size in sizes]
     box = decode_jpeg_at(image, eighths)
-    images = [image.resize(targets[0], LANCZOS, box=box, reducing_gap=1.5)]
+    images = [image.resize(targets[0], LANCZOS, box=box, reducing_gap=REDUCING_GAP)]
     for target in targets[1:]:
         if cascade:
             images.append(images[-1].resize(target, LANCZOS))
@@ -84,7 +89,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--brief", action="store_true", help="only the path before this rule and the one now, not every scale"
     )
-    parser.add_argument("--later-gap", type=float, default=3.0, help="reducing_gap from the largest (0: none)")
+    parser.add_argument(
+        "--later-gap", type=float, default=LATER_REDUCING_GAP, help="reducing_gap from the largest (0: none)"
+    )
     args = parser.parse_args(argv)
     rendition_sets = [sizes for sizes in LARGEST_RENDITIONS if not args.largest or sizes[0] in args.largest]
     sizes = [tuple(int(v) for v in size.split("x")) for size in args.size] if args.size else SIZES

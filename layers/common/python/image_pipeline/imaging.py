@@ -82,11 +82,11 @@ _TRANSPOSE: Final = {
     8: Image.Transpose.ROTATE_90,
 }
 _SWAPS_AXES: Final = frozenset({5, 6, 7, 8})
-_REDUCING_GAP: Final = 1.5
+REDUCING_GAP: Final = 1.5
 # The smaller renditions are made from the largest: 1024 -> 128 px is a 2x box, then LANCZOS 4x.
 # A larger box aliases fine periodic texture (1.5: box 5, 2.0: box 4 lose 10-20 dB of pixels at
 # 128 px on the bench's photos); LANCZOS 4x filters out what a 2x box aliases (docs/performance.md).
-_LATER_REDUCING_GAP: Final = 3.0
+LATER_REDUCING_GAP: Final = 3.0
 # jpeg_decode_eighths: the JPEG DCT scales Pillow reaches (in eighths) and how many times the
 # target each must leave for LANCZOS (measured: docs/performance.md).
 _DCT_MARGIN: Final = {1: 1.5, 2: 1.9, 3: 1.4, 4: 1.0, 8: 0.0}
@@ -381,7 +381,7 @@ def _render(
         flatten = spec.format == "JPEG"  # JPEG has no alpha
         current = _shrink_alpha_image(working, decode_size, flatten=flatten)
     else:
-        current = working.resize(decode_size, Image.Resampling.LANCZOS, box=box, reducing_gap=_REDUCING_GAP)
+        current = working.resize(decode_size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
     if source.orientation in _TRANSPOSE:
         current = current.transpose(_TRANSPOSE[source.orientation])  # rotate the small result, not the source
     current, icc_profile = _to_display_colours(current, image)
@@ -395,7 +395,7 @@ def _render(
     for size in sizes:
         target = fit_within(source.width, source.height, size)
         if target not in made:
-            made[target] = current.resize(target, Image.Resampling.LANCZOS, reducing_gap=_LATER_REDUCING_GAP)
+            made[target] = current.resize(target, Image.Resampling.LANCZOS, reducing_gap=LATER_REDUCING_GAP)
         images.append((size, made[target]))
     return tuple(images), icc_profile
 
@@ -491,8 +491,8 @@ def _shrink_alpha_image(image: Image.Image, size: tuple[int, int], *, flatten: b
     reducing the whole image, then LANCZOS finishes on the small result, as resize() would.
     """
     width, height = image.size
-    factor_x = int(width / size[0] / _REDUCING_GAP) or 1
-    factor_y = int(height / size[1] / _REDUCING_GAP) or 1
+    factor_x = int(width / size[0] / REDUCING_GAP) or 1
+    factor_y = int(height / size[1] / REDUCING_GAP) or 1
     if factor_x == factor_y == 1:  # nothing to box-reduce: one full-size step either way
         return (_on_white(image) if flatten else image).resize(size, Image.Resampling.LANCZOS)
     mode = ("RGB" if image.mode == "RGBA" else "L") if flatten else _PREMULTIPLIED[image.mode]
